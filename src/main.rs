@@ -1,1 +1,203 @@
-fn main() {}
+//! The command line: parse arguments, load the config, run a command, map errors to exit
+//! codes (0 success, 1 runtime failure, 2 bad usage or invalid config).
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use badger_relay::config::Config;
+use badger_relay::telemetry::{self, LogFormat};
+use badger_relay::{cli, shutdown};
+
+#[derive(Parser)]
+#[command(
+    name = "badger-relay",
+    version,
+    about = "Relay ScrapeBadger tweet events to Slack, Discord and HTTP webhooks, durably"
+)]
+struct Args {
+    /// Config file [default: $BADGER_RELAY_CONFIG, then ./badger-relay.toml]
+    #[arg(short, long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bridge until SIGINT/SIGTERM
+    Run,
+    /// Validate the config (env vars included) and print a summary
+    Check,
+    /// Dry run: which routes match an event, which targets get it, and the exact bodies
+    Route {
+        /// Event JSON file; stdin when absent or "-"
+        event: Option<PathBuf>,
+    },
+    /// Deliver one sample event to TARGET now and print the outcome (exit 0 on 2xx)
+    SendTest {
+        /// The target's name, as in [targets.NAME]
+        target: String,
+    },
+    /// Inspect and repair the outbox (while `run` is stopped)
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+    /// Run the whole pipeline with no account and no config: a simulated stream, a
+    /// receiver that prints what Slack, Discord and HTTP targets get, an outbox in a temp dir
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Pending and dead-lettered deliveries per target
+    Stats,
+    /// One line per delivery
+    List {
+        #[arg(long)]
+        target: Option<String>,
+        /// Dead letters instead of pending deliveries
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Move dead letters back to pending
+    Retry {
+        #[arg(long)]
+        target: Option<String>,
+        /// Delivery ids (as `list` prints them); all dead letters when none
+        ids: Vec<String>,
+    },
+    /// Delete deliveries (pending ones, or dead letters with --dead); prints the count
+    Purge {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        dead: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    telemetry::init_logging(args.log_format);
+    if let Command::Demo = args.command {
+        return match tokio::runtime::Runtime::new().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(badger_relay::demo::run())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let path = args
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("BADGER_RELAY_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("badger-relay.toml"));
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match args.command {
+        Command::Demo => unreachable!("handled above"),
+        Command::Check => {
+            print!("{}", config.summary());
+            println!("config OK: {}", path.display());
+            Ok(())
+        }
+        Command::Route { event } => {
+            read_event(event).and_then(|raw| cli::route(&config, raw, &mut std::io::stdout()))
+        }
+        Command::Run => {
+            let ingest_only = config.server.as_ref().is_some_and(|s| s.ingest_secret.is_some());
+            if config.source.api_key.is_none() && !ingest_only {
+                eprintln!(
+                    "error: {}: source.api_key is required by `run` (for example api_key = \"${{SCRAPEBADGER_API_KEY}}\"), unless [server] ingest_secret makes /ingest the only source",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+            run(config)
+        }
+        Command::SendTest { target } => {
+            let sent = tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(cli::send_test(&config, &target, &mut std::io::stdout())));
+            match sent {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::from(1),
+                Err(e) => Err(e),
+            }
+        }
+        Command::Outbox { command } => {
+            let out = &mut std::io::stdout();
+            match command {
+                OutboxCommand::Stats => cli::outbox_stats(&config, out),
+                OutboxCommand::List { target, dead } => {
+                    cli::outbox_list(&config, target.as_deref(), dead, out)
+                }
+                OutboxCommand::Retry { target, ids } => {
+                    cli::outbox_retry(&config, target.as_deref(), &ids, out)
+                }
+                OutboxCommand::Purge { target, dead } => {
+                    cli::outbox_purge(&config, target.as_deref(), dead, out)
+                }
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            match e.downcast_ref::<cli::UsageError>() {
+                Some(_) => ExitCode::from(2),
+                None => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+fn read_event(path: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
+    match path {
+        Some(p) if p.as_os_str() != "-" => std::fs::read(&p)
+            .map_err(|e| cli::UsageError(format!("cannot read {}: {e}", p.display())).into()),
+        _ => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf)?;
+            Ok(buf)
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let (trigger, _) = shutdown::channel();
+        let trigger = std::sync::Arc::new(trigger);
+        let signals = trigger.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signals.trigger();
+        });
+        badger_relay::app::run(config, trigger).await
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

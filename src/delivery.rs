@@ -1,0 +1,223 @@
+//! Per-target workers: the outbox's pending deliveries, sent in order, retried on schedule.
+//!
+//! One worker task per target, so a slow, failing or rate-limited target only ever
+//! delays itself. A worker reads its queue from the outbox in seq order (never past the
+//! durable watermark), keeps at most `concurrency` deliveries in progress and a small
+//! read-ahead buffer in memory, and sleeps on a [`Notify`] when it has caught up. The
+//! backlog stays on disk, so memory does not grow with an outage.
+//!
+//! A delivery holds its slot from first attempt until it is delivered or dead: with
+//! `concurrency = 1` that is what keeps deliveries landing in arrival order. Its retry
+//! state (attempts, next attempt, last error) is written to the outbox after each failure,
+//! so a restart resumes the schedule instead of starting over.
+//!
+//! On shutdown a worker starts nothing new; deliveries waiting for their next attempt
+//! stop at once (their state is on disk), attempts in flight are given until the
+//! application's drain deadline to finish.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::Notify;
+
+use crate::event::Fields;
+use crate::outbox::{Outbox, Record, now_ms};
+use crate::retry::{self, Verdict};
+use crate::shutdown::Shutdown;
+use crate::target::{Judgement, Target, unix_now};
+use crate::telemetry::Metrics;
+
+/// How many pending deliveries a worker reads ahead from disk.
+const READ_AHEAD: usize = 256;
+
+/// Everything a worker and its deliveries share.
+pub struct Worker {
+    /// The target's index in the config, for metrics.
+    pub index: usize,
+    pub target: Arc<Target>,
+    pub store: Outbox,
+    /// Woken by the committer when new deliveries for this target are durable.
+    pub wake: Arc<Notify>,
+    /// The highest seq known to be on disk.
+    pub durable: Arc<AtomicU64>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Worker {
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let this = Arc::new(self);
+        let concurrency = this.target.config.concurrency.max(1);
+        let mut cursor: Option<u64> = None;
+        let mut buffer: VecDeque<(u64, Record)> = VecDeque::new();
+        let mut in_flight = FuturesUnordered::new();
+        let mut stopping = shutdown.is_triggered();
+        loop {
+            while !stopping && in_flight.len() < concurrency {
+                if buffer.is_empty() {
+                    let upto = this.durable.load(Ordering::Acquire);
+                    match this
+                        .store
+                        .pending(this.target.name(), cursor, upto, READ_AHEAD)
+                    {
+                        Ok(batch) => {
+                            if let Some((seq, _)) = batch.last() {
+                                cursor = Some(*seq);
+                            }
+                            buffer.extend(batch);
+                        }
+                        Err(e) => {
+                            tracing::error!(target = this.target.name(), error = %e, "Cannot read the outbox; deliveries to this target are stalled");
+                        }
+                    }
+                }
+                let Some((seq, record)) = buffer.pop_front() else {
+                    break;
+                };
+                in_flight.push(deliver(this.clone(), seq, record, shutdown.clone()));
+            }
+            if stopping && in_flight.is_empty() {
+                break;
+            }
+            let idle = buffer.is_empty() && in_flight.len() < concurrency;
+            tokio::select! {
+                _ = shutdown.wait(), if !stopping => stopping = true,
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                _ = this.wake.notified(), if !stopping && idle => {}
+            }
+        }
+    }
+
+    fn dead_letter(
+        &self,
+        seq: u64,
+        record: &mut Record,
+        id: &str,
+        reason: String,
+        advice: Option<&str>,
+    ) {
+        record.reason = reason;
+        let tweet_id = tweet_id(&record.body);
+        match self.store.dead_letter(self.target.name(), seq, record) {
+            Ok(()) => {
+                let m = self.metrics.target(self.index);
+                m.dead.inc();
+                m.pending.add(-1);
+                m.dead_letters.add(1);
+                tracing::error!(
+                    target = self.target.name(),
+                    delivery_id = id,
+                    tweet_id,
+                    attempt = record.attempts,
+                    error = %record.reason,
+                    advice = advice.unwrap_or(""),
+                    "Delivery dead-lettered; `badger-relay outbox retry` sends it again"
+                );
+            }
+            Err(e) => {
+                tracing::error!(target = self.target.name(), delivery_id = id, error = %e, "Cannot dead-letter a delivery; it stays pending")
+            }
+        }
+    }
+}
+
+/// The whole life of one delivery: wait for its time and the rate limiter, attempt,
+/// record the outcome, repeat until delivered or dead (or shutdown).
+async fn deliver(w: Arc<Worker>, seq: u64, mut record: Record, mut shutdown: Shutdown) {
+    let id = w.store.delivery_id(seq);
+    let policy = w.target.config.retry;
+    loop {
+        let now = now_ms();
+        if record.next_attempt_ms > now {
+            let wait = Duration::from_millis(record.next_attempt_ms - now);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait() => return,
+            }
+        }
+        if let Some(why) = w.target.gone() {
+            w.dead_letter(seq, &mut record, &id, why.to_string(), None);
+            return;
+        }
+        tokio::select! {
+            _ = w.target.limiter.acquire() => {}
+            _ = shutdown.wait() => return,
+        }
+        let request = match w.target.request(&id, unix_now(), &record.body) {
+            Ok(r) => r,
+            Err(e) => {
+                w.dead_letter(seq, &mut record, &id, e.to_string(), None);
+                return;
+            }
+        };
+        record.attempts += 1;
+        let answer = w.target.send(request).await;
+        let m = w.metrics.target(w.index);
+        m.duration.observe(answer.elapsed);
+        let Judgement {
+            verdict,
+            reason,
+            advice,
+        } = w.target.judge(&answer);
+        let status = match answer.result {
+            retry::AttemptResult::Response { status, .. } => status,
+            _ => 0,
+        };
+        match verdict {
+            Verdict::Delivered => {
+                if let Err(e) = w.store.complete(w.target.name(), seq) {
+                    tracing::warn!(target = w.target.name(), delivery_id = %id, error = %e, "Delivered, but could not remove it from the outbox; it may be sent again");
+                }
+                m.delivered.inc();
+                m.pending.add(-1);
+                tracing::debug!(target = w.target.name(), delivery_id = %id, attempt = record.attempts, status, "Delivered");
+                return;
+            }
+            Verdict::Dead => {
+                w.dead_letter(seq, &mut record, &id, reason, advice);
+                return;
+            }
+            Verdict::Retry { floor } => {
+                let now = now_ms();
+                let age = Duration::from_millis(now.saturating_sub(record.enqueued_ms));
+                if retry::exhausted(&policy, age, record.attempts) {
+                    let why = format!(
+                        "gave up after {} attempts over {}: {reason}",
+                        record.attempts,
+                        humantime::format_duration(Duration::from_secs(age.as_secs()))
+                    );
+                    w.dead_letter(seq, &mut record, &id, why, advice);
+                    return;
+                }
+                let delay = retry::backoff(&policy, record.attempts).max(floor.unwrap_or_default());
+                record.next_attempt_ms = now + delay.as_millis() as u64;
+                record.reason = reason;
+                if let Err(e) = w.store.reschedule(w.target.name(), seq, &record) {
+                    tracing::warn!(target = w.target.name(), delivery_id = %id, error = %e, "Could not store the retry schedule");
+                }
+                m.retried.inc();
+                tracing::warn!(
+                    target = w.target.name(),
+                    delivery_id = %id,
+                    tweet_id = tweet_id(&record.body),
+                    attempt = record.attempts,
+                    status,
+                    error = %record.reason,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "Delivery failed; will retry"
+                );
+            }
+        }
+    }
+}
+
+/// The tweet id of a stored event, for log lines (only on the failure path).
+fn tweet_id(body: &[u8]) -> String {
+    serde_json::from_slice::<Fields>(body)
+        .ok()
+        .and_then(|f| f.tweet_id)
+        .unwrap_or_default()
+}

@@ -1,0 +1,248 @@
+use super::*;
+
+fn body(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn pending_seqs(store: &Outbox, target: &str) -> Vec<u64> {
+    store
+        .pending(target, None, u64::MAX - 1, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect()
+}
+
+#[test]
+fn enqueue_writes_one_delivery_per_target_in_arrival_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let (s1, w1) = store
+        .enqueue(
+            &body("{\"a\":1}"),
+            &[("x", "k1".into()), ("y", "k1".into())],
+            DAY,
+            1000,
+        )
+        .unwrap();
+    let (s2, _) = store
+        .enqueue(&body("{\"a\":2}"), &[("x", "k2".into())], DAY, 1000)
+        .unwrap();
+    assert_eq!(w1, vec![0, 1]);
+    assert!(s2 > s1);
+    assert_eq!(pending_seqs(&store, "x"), vec![s1, s2]);
+    assert_eq!(pending_seqs(&store, "y"), vec![s1]);
+    let (_, rec) = &store.pending("x", None, s2, 10).unwrap()[1];
+    assert_eq!(rec.body.as_ref(), b"{\"a\":2}");
+    assert_eq!(rec.attempts, 0);
+}
+
+#[test]
+fn pending_never_reads_past_the_watermark_or_before_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let seqs: Vec<u64> = (0..5)
+        .map(|i| {
+            store
+                .enqueue(&body("{}"), &[("x", format!("k{i}"))], DAY, 0)
+                .unwrap()
+                .0
+        })
+        .collect();
+    let got: Vec<u64> = store
+        .pending("x", Some(seqs[0]), seqs[3], 100)
+        .unwrap()
+        .iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(got, seqs[1..=3]);
+    assert_eq!(store.pending("x", None, seqs[4], 2).unwrap().len(), 2);
+    assert!(
+        store
+            .pending("x", Some(seqs[4]), seqs[4], 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn dedupe_marks_skip_targets_within_the_window_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let window = Duration::from_secs(10);
+    let (_, w) = store
+        .enqueue(
+            &body("{}"),
+            &[("x", "t:1".into()), ("y", "t:1".into())],
+            window,
+            1_000,
+        )
+        .unwrap();
+    assert_eq!(w, vec![0, 1]);
+    // The same key to x again, a new one to y: only y gets a delivery.
+    let (_, w) = store
+        .enqueue(
+            &body("{}"),
+            &[("x", "t:1".into()), ("y", "t:2".into())],
+            window,
+            2_000,
+        )
+        .unwrap();
+    assert_eq!(w, vec![1]);
+    // All duplicates: nothing written.
+    let (_, w) = store
+        .enqueue(&body("{}"), &[("x", "t:1".into())], window, 3_000)
+        .unwrap();
+    assert!(w.is_empty());
+    assert_eq!(pending_seqs(&store, "x").len(), 1);
+    // After the window the mark has expired.
+    let (_, w) = store
+        .enqueue(&body("{}"), &[("x", "t:1".into())], window, 11_001)
+        .unwrap();
+    assert_eq!(w, vec![0]);
+    // Sweeping removes only expired marks.
+    assert_eq!(
+        store.sweep_dedupe(12_500).unwrap(),
+        2,
+        "y:t:1 and y:t:2 expired; x:t:1 was marked again"
+    );
+}
+
+#[test]
+fn complete_reschedule_and_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let (a, _) = store
+        .enqueue(&body("{\"n\":1}"), &[("x", "1".into())], DAY, 0)
+        .unwrap();
+    let (b, _) = store
+        .enqueue(&body("{\"n\":2}"), &[("x", "2".into())], DAY, 0)
+        .unwrap();
+    let (c, _) = store
+        .enqueue(&body("{\"n\":3}"), &[("x", "3".into())], DAY, 0)
+        .unwrap();
+    store.complete("x", a).unwrap();
+    let mut rec = store.pending("x", Some(a), c, 1).unwrap().remove(0).1;
+    rec.attempts = 2;
+    rec.next_attempt_ms = 99;
+    rec.reason = "HTTP 503".into();
+    store.reschedule("x", b, &rec).unwrap();
+    let again = store.pending("x", None, c, 1).unwrap().remove(0);
+    assert_eq!(
+        (again.0, again.1.attempts, again.1.next_attempt_ms),
+        (b, 2, 99)
+    );
+    rec.reason = "HTTP 404: gone".into();
+    store.dead_letter("x", c, &rec).unwrap();
+    assert_eq!(pending_seqs(&store, "x"), vec![b]);
+    let dead: Vec<Stored> = store
+        .list(State::Dead, None)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].seq, dead[0].record.reason.as_str()),
+        (c, "HTTP 404: gone")
+    );
+    assert_eq!(store.stats().unwrap().get("x"), Some(&(1, 1)));
+}
+
+#[test]
+fn retry_moves_dead_letters_back_with_a_fresh_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let mut seqs = vec![];
+    for (t, k) in [("x", "1"), ("x", "2"), ("y", "3")] {
+        let (s, _) = store
+            .enqueue(&body("{}"), &[(t, k.into())], DAY, 0)
+            .unwrap();
+        let mut r = store.pending(t, None, s, 1).unwrap().remove(0).1;
+        r.attempts = 7;
+        r.reason = "HTTP 400".into();
+        store.dead_letter(t, s, &r).unwrap();
+        seqs.push(s);
+    }
+    assert_eq!(store.retry_dead(None, &[seqs[1]]).unwrap(), 1, "by id");
+    assert_eq!(store.retry_dead(Some("y"), &[]).unwrap(), 1, "by target");
+    let back = store.pending("x", None, u64::MAX - 1, 10).unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        (back[0].0, back[0].1.attempts, back[0].1.reason.as_str()),
+        (seqs[1], 0, "")
+    );
+    assert_eq!(store.stats().unwrap().get("x"), Some(&(1, 1)));
+    assert_eq!(store.purge(State::Dead, None).unwrap(), 1);
+    assert_eq!(store.purge(State::Pending, Some("y")).unwrap(), 1);
+    assert_eq!(store.stats().unwrap().get("x"), Some(&(1, 0)));
+}
+
+#[test]
+fn deliveries_and_ids_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seq, id) = {
+        let store = Outbox::open(dir.path()).unwrap();
+        let (seq, _) = store
+            .enqueue(&body("{\"keep\":true}"), &[("x", "1".into())], DAY, 0)
+            .unwrap();
+        store.flush_blocking().unwrap();
+        (seq, store.delivery_id(seq))
+    };
+    let store = Outbox::open(dir.path()).unwrap();
+    assert_eq!(
+        store.delivery_id(seq),
+        id,
+        "webhook-id is stable across restarts"
+    );
+    assert_eq!(store.parse_delivery_id(&id), Some(seq));
+    assert!(
+        store.watermark().unwrap() > seq,
+        "the watermark starts past what is on disk"
+    );
+    assert_eq!(pending_seqs(&store, "x"), vec![seq]);
+}
+
+#[test]
+fn delivery_ids_differ_between_stores() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (
+        Outbox::open(d1.path()).unwrap(),
+        Outbox::open(d2.path()).unwrap(),
+    );
+    assert_ne!(a.delivery_id(1), b.delivery_id(1));
+}
+
+#[test]
+fn a_second_open_is_refused_while_the_first_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Outbox::open(dir.path()).unwrap();
+    let err = Outbox::open(dir.path()).unwrap_err();
+    assert!(matches!(err, OutboxError::Locked { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("in use by another badger-relay process")
+    );
+    drop(first);
+}
+
+#[test]
+fn a_file_where_the_directory_should_be_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox");
+    std::fs::write(&path, b"not a directory").unwrap();
+    let err = Outbox::open(&path).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&path.display().to_string()) && text.contains("not a directory"),
+        "{text}"
+    );
+}
+
+#[test]
+fn keys_parse_back() {
+    let k = key(State::Dead, "team-slack", 42);
+    assert_eq!(parse_key(&k), Some((State::Dead, "team-slack", 42)));
+    assert_eq!(parse_key(b"k/x\0abc"), None);
+    assert_eq!(parse_key(b"p/x"), None);
+}

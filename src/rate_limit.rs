@@ -1,0 +1,136 @@
+//! A per-target limiter: a proactive token bucket plus a "pause until" the target asked for.
+//!
+//! Bursts queue here instead of earning 429s; a 429's `Retry-After` or Discord's
+//! `X-RateLimit-Reset-After` pauses every request to that target, not just the one that
+//! was refused. No lock is held across an await: callers learn how long to wait, sleep,
+//! and ask again.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::RateLimit;
+
+#[derive(Debug)]
+pub struct RateLimiter {
+    state: Mutex<State>,
+    /// Time per token; `None` for no proactive limit.
+    interval: Option<Duration>,
+    burst: f64,
+}
+
+#[derive(Debug)]
+struct State {
+    tokens: f64,
+    refilled: Instant,
+    paused_until: Option<Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(limit: Option<RateLimit>) -> RateLimiter {
+        let burst = limit.map_or(1.0, |l| f64::from(l.count));
+        RateLimiter {
+            state: Mutex::new(State {
+                tokens: burst,
+                refilled: Instant::now(),
+                paused_until: None,
+            }),
+            interval: limit.map(|l| l.per / l.count),
+            burst,
+        }
+    }
+
+    /// Take a token now, or say how long to wait before asking again.
+    pub fn try_acquire(&self) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = s.paused_until {
+            if until > now {
+                return Err(until - now);
+            }
+            s.paused_until = None;
+        }
+        let Some(interval) = self.interval else {
+            return Ok(());
+        };
+        let elapsed = now.duration_since(s.refilled);
+        s.tokens = (s.tokens + elapsed.as_secs_f64() / interval.as_secs_f64()).min(self.burst);
+        s.refilled = now;
+        if s.tokens >= 1.0 {
+            s.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(interval.mul_f64(1.0 - s.tokens))
+        }
+    }
+
+    /// Wait for a token.
+    pub async fn acquire(&self) {
+        while let Err(wait) = self.try_acquire() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// No request before `now + d` (a 429, or a rate-limit bucket that ran dry).
+    pub fn pause_for(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.paused_until.is_none_or(|p| p < until) {
+            s.paused_until = Some(until);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn one_per_second_spaces_requests() {
+        let l = RateLimiter::new(Some(RateLimit {
+            count: 1,
+            per: Duration::from_secs(1),
+        }));
+        let start = Instant::now();
+        let mut times = vec![];
+        for _ in 0..4 {
+            l.acquire().await;
+            times.push(start.elapsed());
+        }
+        for pair in times.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(999), "{times:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn five_per_two_seconds_allows_a_burst_of_five() {
+        let l = RateLimiter::new(Some(RateLimit {
+            count: 5,
+            per: Duration::from_secs(2),
+        }));
+        let start = Instant::now();
+        for _ in 0..5 {
+            l.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(1));
+        l.acquire().await;
+        assert!(start.elapsed() >= Duration::from_millis(399));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_request() {
+        let l = RateLimiter::new(None);
+        l.acquire().await;
+        l.pause_for(Duration::from_secs(2));
+        let start = Instant::now();
+        l.acquire().await;
+        assert!(start.elapsed() >= Duration::from_secs(2));
+        l.pause_for(Duration::from_secs(5));
+        l.pause_for(Duration::from_secs(1));
+        assert!(
+            l.try_acquire().unwrap_err() > Duration::from_secs(4),
+            "a shorter pause does not cut a longer one"
+        );
+    }
+}

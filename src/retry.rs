@@ -1,0 +1,199 @@
+//! What to do after an attempt: a pure decision, tested case by case.
+//!
+//! Retried: connection errors, timeouts, 408, 425, 429 and 5xx. A `Retry-After` (seconds
+//! or HTTP date) or Discord's JSON `retry_after` is a floor under the next attempt.
+//! Dead-lettered: every other non-2xx, and anything past the policy's `max_age` or
+//! `max_attempts`. The schedule itself lives in the outbox record, not in a sleeping task.
+
+use std::time::{Duration, SystemTime};
+
+use crate::config::RetryPolicy;
+
+/// How one attempt ended, as far as the decision needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// The target answered.
+    Response {
+        status: u16,
+        /// The server's "not before" hint, already parsed (header or body).
+        retry_after: Option<Duration>,
+    },
+    /// No answer: the request timed out.
+    Timeout,
+    /// No answer: connect, TLS or I/O failure.
+    Transport,
+}
+
+/// The decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    /// Try again, not before `floor` when the server gave one.
+    Retry {
+        floor: Option<Duration>,
+    },
+    /// Never try again.
+    Dead,
+}
+
+/// The one place that says which answers are worth another attempt.
+pub fn classify(result: &AttemptResult) -> Verdict {
+    match *result {
+        AttemptResult::Response {
+            status,
+            retry_after,
+        } => match status {
+            200..=299 => Verdict::Delivered,
+            408 | 425 | 429 | 500..=599 => Verdict::Retry { floor: retry_after },
+            _ => Verdict::Dead,
+        },
+        AttemptResult::Timeout | AttemptResult::Transport => Verdict::Retry { floor: None },
+    }
+}
+
+/// The delay before attempt `attempts + 1`, after `attempts` failures (≥ 1): exponential
+/// from `initial`, capped at `max`, with jitter in the upper half so that retries of a
+/// burst spread out but never come sooner than half the nominal delay (nor `initial`).
+pub fn backoff(policy: &RetryPolicy, attempts: u32) -> Duration {
+    let exp = attempts.saturating_sub(1).min(32);
+    let nominal = policy
+        .initial
+        .saturating_mul(1u32 << exp.min(31))
+        .min(policy.max)
+        .max(policy.initial.min(policy.max));
+    let half = nominal / 2;
+    let jitter = Duration::from_nanos(fastrand::u64(0..=half.as_nanos() as u64));
+    (half + jitter).max(policy.initial.min(nominal))
+}
+
+/// Whether a delivery has used up its policy: older than `max_age`, or `max_attempts` made.
+pub fn exhausted(policy: &RetryPolicy, age: Duration, attempts: u32) -> bool {
+    age >= policy.max_age || policy.max_attempts.is_some_and(|max| attempts >= max)
+}
+
+/// Parse a `Retry-After` value: delay-seconds (integer, or a float as some servers send)
+/// or an HTTP date. Absurd values are capped at one day so a broken header cannot park a
+/// target forever.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    const CAP: Duration = Duration::from_secs(24 * 3600);
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Some(Duration::from_secs_f64(secs.min(CAP.as_secs_f64())));
+        }
+        return None;
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO).min(CAP))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> Verdict {
+        classify(&AttemptResult::Response {
+            status,
+            retry_after: None,
+        })
+    }
+
+    #[test]
+    fn success_is_any_2xx() {
+        for s in [200, 201, 202, 204, 299] {
+            assert_eq!(status(s), Verdict::Delivered, "{s}");
+        }
+    }
+
+    #[test]
+    fn transient_answers_are_retried() {
+        for s in [408, 425, 429, 500, 502, 503, 504, 599] {
+            assert_eq!(status(s), Verdict::Retry { floor: None }, "{s}");
+        }
+        assert_eq!(
+            classify(&AttemptResult::Timeout),
+            Verdict::Retry { floor: None }
+        );
+        assert_eq!(
+            classify(&AttemptResult::Transport),
+            Verdict::Retry { floor: None }
+        );
+    }
+
+    #[test]
+    fn other_answers_are_dead_letters() {
+        for s in [100, 301, 304, 400, 401, 403, 404, 405, 410, 413, 422] {
+            assert_eq!(status(s), Verdict::Dead, "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_kept_as_a_floor() {
+        let r = AttemptResult::Response {
+            status: 429,
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(
+            classify(&r),
+            Verdict::Retry {
+                floor: Some(Duration::from_secs(2))
+            }
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after(" 1.5 ", now),
+            Some(Duration::from_millis(1500))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+        assert_eq!(
+            parse_retry_after("1e30", now),
+            Some(Duration::from_secs(86_400))
+        );
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            max_age: Duration::from_secs(3600),
+            max_attempts: None,
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_in_bounds() {
+        let p = policy();
+        for attempts in 1..100 {
+            let nominal = Duration::from_secs(1u64 << (attempts - 1).min(10)).min(p.max);
+            for _ in 0..20 {
+                let d = backoff(&p, attempts);
+                assert!(d >= p.initial, "{attempts}: {d:?}");
+                assert!(
+                    d >= nominal / 2 && d <= nominal,
+                    "{attempts}: {d:?} vs {nominal:?}"
+                );
+            }
+        }
+        assert!(backoff(&p, 0) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn exhausted_by_age_or_attempts() {
+        let mut p = policy();
+        assert!(!exhausted(&p, Duration::from_secs(10), 1000));
+        assert!(exhausted(&p, Duration::from_secs(3600), 1));
+        p.max_attempts = Some(3);
+        assert!(!exhausted(&p, Duration::ZERO, 2));
+        assert!(exhausted(&p, Duration::ZERO, 3));
+    }
+}

@@ -1,0 +1,161 @@
+//! The HTTP server (`[server]`): `/healthz`, `/readyz`, `/metrics`, and `POST /ingest`.
+//!
+//! `/ingest` takes ScrapeBadger's webhook deliveries as a second source. It answers 202
+//! only once the event's deliveries are durable in the outbox, so ScrapeBadger keeps
+//! retrying anything we did not store. Order of checks: size (413), signature (401, in
+//! constant time, before the body is parsed), JSON (400).
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::app::Handles;
+use crate::config::Config;
+use crate::event::Event;
+use crate::intake::Accepted;
+use crate::secret::Secret;
+use crate::shutdown::Shutdown;
+
+mod normalize;
+
+#[derive(Clone)]
+struct AppState {
+    handles: Handles,
+    ingest_secret: Option<Secret>,
+    /// No stream is configured: readiness is the server's own.
+    ingest_only: bool,
+}
+
+/// Bind and serve when `[server]` is configured. Binding happens before this returns, so
+/// a port in use is a start-up error, not a log line.
+pub async fn start(
+    config: &Config,
+    handles: Handles,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(server) = &config.server else { return Ok(None) };
+    let state = AppState {
+        handles,
+        ingest_secret: server.ingest_secret.clone(),
+        ingest_only: config.source.api_key.is_none(),
+    };
+    let app = router(state, config.source.max_message_size);
+    let listener = tokio::net::TcpListener::bind(server.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", server.listen))?;
+    let local: SocketAddr = listener.local_addr()?;
+    tracing::info!(listen = %local, ingest = server.ingest_secret.is_some(), "HTTP server listening");
+    Ok(Some(tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "The HTTP server failed");
+        }
+    })))
+}
+
+fn router(state: AppState, max_body: usize) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    if state.ingest_secret.is_some() {
+        app = app.route("/ingest", post(ingest).layer(DefaultBodyLimit::max(max_body)));
+    }
+    app.with_state(state)
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    if s.ingest_only || *s.handles.connected.borrow() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "stream not connected\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.handles.metrics.render()).into_response()
+}
+
+async fn ingest(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(secret) = &s.ingest_secret else { return StatusCode::NOT_FOUND.into_response() };
+    let signature = ["x-signature-256", "x-scrapebadger-signature"]
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .and_then(|v| v.to_str().ok());
+    if !signature.is_some_and(|sig| verify(secret, &body, sig)) {
+        tracing::warn!("Rejected an /ingest request: missing or wrong signature");
+        return (StatusCode::UNAUTHORIZED, "bad signature\n").into_response();
+    }
+    let event = match normalize::to_event(body) {
+        Ok(e) => e,
+        Err(e) => {
+            s.handles.metrics.events_invalid.inc();
+            tracing::warn!(error = %e, "Rejected an /ingest body");
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+        }
+    };
+    store(&s, event).await
+}
+
+async fn store(s: &AppState, event: Event) -> Response {
+    match s.handles.intake.from_ingest(event).await {
+        Ok(Ok(Accepted::Queued(_) | Accepted::Unrouted)) => (StatusCode::ACCEPTED, "accepted\n").into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "Could not store an /ingest event; asking the sender to retry");
+            (StatusCode::SERVICE_UNAVAILABLE, "not stored, retry later\n").into_response()
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
+}
+
+/// `sha256=<hex>` of HMAC-SHA256(secret, body), compared in constant time.
+fn verify(secret: &Secret, body: &[u8], header: &str) -> bool {
+    let Some(hex) = header.trim().strip_prefix("sha256=") else { return false };
+    let Some(expected) = decode_hex(hex) else { return false };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// `sha256=<hex>` for a body: what ScrapeBadger sends (used by tests and `demo`).
+pub fn sign_ingest(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_and_reject() {
+        let secret = Secret::new("s3cret");
+        let body = br#"{"tweet_id":"1"}"#;
+        let good = sign_ingest("s3cret", body);
+        assert!(verify(&secret, body, &good));
+        assert!(verify(&secret, body, &format!(" {good} ")));
+        assert!(!verify(&secret, b"{}", &good), "another body");
+        assert!(!verify(&Secret::new("other"), body, &good), "another secret");
+        assert!(!verify(&secret, body, good.trim_start_matches("sha256=")), "no prefix");
+        assert!(!verify(&secret, body, "sha256=zz"));
+        assert!(!verify(&secret, body, "sha256=abc"));
+        assert!(!verify(&secret, body, &good[..good.len() - 2]), "truncated");
+    }
+}

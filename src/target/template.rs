@@ -1,0 +1,1 @@
+//! PLACEHOLDER until the chat-targets branch merges.

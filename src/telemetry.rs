@@ -1,0 +1,309 @@
+//! Logs and metrics, in one place.
+//!
+//! Logs go to stderr, as text or as one JSON object per line, with stable field names
+//! (`target`, `delivery_id`, `tweet_id`, `attempt`, `status`, `error`). ERROR is kept for
+//! data loss or for something an operator must fix.
+//!
+//! Metrics are plain atomics, rendered as Prometheus text by [`Metrics::render`]: the set
+//! is small and fixed, and owning it keeps the names in one list and lets tests read
+//! counts directly.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Install the global subscriber: `RUST_LOG` (default `info`), to stderr.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_target(false)
+            .try_init(),
+    };
+}
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn set(&self, n: i64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds, in seconds, of the delivery duration buckets.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// One target's series.
+#[derive(Debug, Default)]
+pub struct TargetMetrics {
+    pub delivered: Counter,
+    pub retried: Counter,
+    pub dead: Counter,
+    pub pending: Gauge,
+    pub dead_letters: Gauge,
+    pub duration: Histogram,
+}
+
+/// Every metric the process exposes.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub received_stream: Counter,
+    pub received_ingest: Counter,
+    pub events_invalid: Counter,
+    pub events_duplicate: Counter,
+    pub events_unrouted: Counter,
+    pub source_connected: Gauge,
+    pub source_reconnects: Counter,
+    targets: Vec<(String, TargetMetrics)>,
+}
+
+impl Metrics {
+    pub fn new(target_names: impl IntoIterator<Item = String>) -> Metrics {
+        Metrics {
+            targets: target_names
+                .into_iter()
+                .map(|n| (n, TargetMetrics::default()))
+                .collect(),
+            ..Metrics::default()
+        }
+    }
+
+    pub fn target(&self, index: usize) -> &TargetMetrics {
+        &self.targets[index].1
+    }
+
+    /// Prometheus text exposition format 0.0.4. Target names are validated to
+    /// `[A-Za-z0-9_.-]` at start-up, so they need no escaping as label values.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        header(
+            &mut out,
+            "badger_relay_events_received_total",
+            "counter",
+            "Events received, by source.",
+        );
+        let _ = writeln!(
+            out,
+            "badger_relay_events_received_total{{source=\"stream\"}} {}",
+            self.received_stream.get()
+        );
+        let _ = writeln!(
+            out,
+            "badger_relay_events_received_total{{source=\"ingest\"}} {}",
+            self.received_ingest.get()
+        );
+        simple(
+            &mut out,
+            "badger_relay_events_invalid_total",
+            "counter",
+            "Frames or bodies that were not a valid event.",
+            self.events_invalid.get() as i64,
+        );
+        simple(
+            &mut out,
+            "badger_relay_events_duplicate_total",
+            "counter",
+            "Events skipped for at least one target as a duplicate within the dedupe window.",
+            self.events_duplicate.get() as i64,
+        );
+        simple(
+            &mut out,
+            "badger_relay_events_unrouted_total",
+            "counter",
+            "Events no route matched.",
+            self.events_unrouted.get() as i64,
+        );
+        simple(
+            &mut out,
+            "badger_relay_source_connected",
+            "gauge",
+            "1 while the stream is connected.",
+            self.source_connected.get(),
+        );
+        simple(
+            &mut out,
+            "badger_relay_source_reconnects_total",
+            "counter",
+            "Stream reconnects.",
+            self.source_reconnects.get() as i64,
+        );
+
+        header(
+            &mut out,
+            "badger_relay_deliveries_total",
+            "counter",
+            "Delivery attempts by outcome.",
+        );
+        for (name, t) in &self.targets {
+            for (outcome, c) in [
+                ("delivered", &t.delivered),
+                ("retried", &t.retried),
+                ("dead", &t.dead),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "badger_relay_deliveries_total{{target=\"{name}\",outcome=\"{outcome}\"}} {}",
+                    c.get()
+                );
+            }
+        }
+        header(
+            &mut out,
+            "badger_relay_delivery_duration_seconds",
+            "histogram",
+            "Time from sending a request to its answer.",
+        );
+        for (name, t) in &self.targets {
+            let mut cumulative = 0;
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                cumulative += t.duration.buckets[i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "badger_relay_delivery_duration_seconds_bucket{{target=\"{name}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let count = t.duration.count.load(Ordering::Relaxed);
+            let sum = t.duration.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "badger_relay_delivery_duration_seconds_bucket{{target=\"{name}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "badger_relay_delivery_duration_seconds_sum{{target=\"{name}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "badger_relay_delivery_duration_seconds_count{{target=\"{name}\"}} {count}"
+            );
+        }
+        header(
+            &mut out,
+            "badger_relay_outbox_pending",
+            "gauge",
+            "Deliveries waiting in the outbox.",
+        );
+        for (name, t) in &self.targets {
+            let _ = writeln!(
+                out,
+                "badger_relay_outbox_pending{{target=\"{name}\"}} {}",
+                t.pending.get().max(0)
+            );
+        }
+        header(
+            &mut out,
+            "badger_relay_outbox_dead",
+            "gauge",
+            "Dead letters in the outbox.",
+        );
+        for (name, t) in &self.targets {
+            let _ = writeln!(
+                out,
+                "badger_relay_outbox_dead{{target=\"{name}\"}} {}",
+                t.dead_letters.get().max(0)
+            );
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn simple(out: &mut String, name: &str, kind: &str, help: &str, value: i64) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_contract_metric() {
+        let m = Metrics::new(["slack".to_string()]);
+        m.received_stream.add(3);
+        m.target(0).delivered.add(2);
+        m.target(0)
+            .duration
+            .observe(std::time::Duration::from_millis(3));
+        let text = m.render();
+        for needle in [
+            "badger_relay_events_received_total{source=\"stream\"} 3",
+            "badger_relay_events_received_total{source=\"ingest\"} 0",
+            "badger_relay_events_invalid_total 0",
+            "badger_relay_events_duplicate_total 0",
+            "badger_relay_events_unrouted_total 0",
+            "badger_relay_deliveries_total{target=\"slack\",outcome=\"delivered\"} 2",
+            "badger_relay_deliveries_total{target=\"slack\",outcome=\"dead\"} 0",
+            "badger_relay_delivery_duration_seconds_bucket{target=\"slack\",le=\"0.005\"} 1",
+            "badger_relay_delivery_duration_seconds_count{target=\"slack\"} 1",
+            "badger_relay_outbox_pending{target=\"slack\"} 0",
+            "badger_relay_outbox_dead{target=\"slack\"} 0",
+            "badger_relay_source_connected 0",
+            "badger_relay_source_reconnects_total 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}
