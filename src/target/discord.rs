@@ -230,6 +230,9 @@ pub fn diagnose(status: u16, body: &[u8]) -> Option<&'static str> {
         (_, Some(50035)) if invalid_field("username") => {
             "Discord refused the target's username (Invalid Form Body, 50035): use 1 to 80 characters without \"discord\" or \"clyde\""
         }
+        (_, Some(50035)) if invalid_field("thread_id") => {
+            "Discord refused the target's thread_id (Invalid Form Body, 50035): use the thread's numeric id"
+        }
         (_, Some(50035)) if invalid_field("avatar_url") => {
             "Discord refused the target's avatar_url (Invalid Form Body, 50035): use a public http(s) image URL"
         }
@@ -365,6 +368,11 @@ mod tests {
                 400,
                 br#"{"code": 50035, "errors": {"avatar_url": {}}, "message": "Invalid Form Body"}"#,
                 "avatar_url",
+            ),
+            (
+                400,
+                br#"{"code": 50035, "errors": {"thread_id": {"_errors": [{"code": "NUMBER_TYPE_COERCE"}]}}, "message": "Invalid Form Body"}"#,
+                "thread_id",
             ),
             (
                 400,
