@@ -98,7 +98,12 @@ pub async fn run(config: Config, trigger: Arc<Trigger>) -> anyhow::Result<()> {
     let (connected_tx, connected_rx) = tokio::sync::watch::channel(false);
     // Without an API key only `/ingest` feeds the pipeline (`main` checks that it is set).
     let source_task = config.source.api_key.is_some().then(|| {
-        let source = Source::new(config.source.clone(), intake.clone(), metrics.clone(), connected_tx);
+        let source = Source::new(
+            config.source.clone(),
+            intake.clone(),
+            metrics.clone(),
+            connected_tx,
+        );
         tokio::spawn(source.run(trigger.subscribe()))
     });
     let sweeper = tokio::spawn(sweep_dedupe(store.clone(), trigger.subscribe()));

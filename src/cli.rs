@@ -225,18 +225,32 @@ pub fn outbox_purge(
 pub async fn send_test(config: &Config, name: &str, out: &mut dyn Write) -> anyhow::Result<bool> {
     let Some(t) = config.targets.iter().find(|t| t.name == name) else {
         let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-        let hint = nearest(name, &names).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
+        let hint = nearest(name, &names)
+            .map(|n| format!(" (did you mean `{n}`?)"))
+            .unwrap_or_default();
         return Err(UsageError(format!("no target named `{name}`{hint}")).into());
     };
     let target = Target::new(t.clone()).context("cannot build the HTTP client")?;
     let event = Bytes::from(crate::demo::sample_event(0).to_string());
     let id = format!("msg_send_test_{:016x}", fastrand::u64(..));
     let request = target.request(&id, crate::target::unix_now(), &event)?;
-    writeln!(out, "sending a sample event to {} ({}): {} {}", t.name, kind_name(&t.kind), request.method, t.url)?;
+    writeln!(
+        out,
+        "sending a sample event to {} ({}): {} {}",
+        t.name,
+        kind_name(&t.kind),
+        request.method,
+        t.url
+    )?;
     let answer = target.send(request).await;
     let judgement = target.judge(&answer);
     let ok = judgement.verdict == crate::retry::Verdict::Delivered;
-    writeln!(out, "{}: {}", if ok { "delivered" } else { "failed" }, judgement.reason)?;
+    writeln!(
+        out,
+        "{}: {}",
+        if ok { "delivered" } else { "failed" },
+        judgement.reason
+    )?;
     if let Some(advice) = judgement.advice {
         writeln!(out, "what to fix: {advice}")?;
     }

@@ -22,16 +22,52 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::config::Config;
 use crate::shutdown;
 
-const MONITORS: [(&str, &str); 3] = [("mon-tech", "Tech Leaders"), ("mon-ai", "AI Labs"), ("mon-space", "Space")];
+const MONITORS: [(&str, &str); 3] = [
+    ("mon-tech", "Tech Leaders"),
+    ("mon-ai", "AI Labs"),
+    ("mon-space", "Space"),
+];
 const TWEETS: [(&str, &str, usize); 8] = [
-    ("sama", "We are launching a new model today. Details in the thread 🧵", 1),
-    ("elonmusk", "Starship flight 12 is go for launch tomorrow at 7am", 2),
-    ("satyanadella", "Announcing new AI capabilities for every developer", 0),
-    ("demishassabis", "Proud of the team: our paper on protein design is out", 1),
-    ("sundarpichai", "A few updates from I/O <3 & more coming soon", 0),
-    ("elonmusk", "@everyone this is not a ping, the relay disables mentions", 2),
-    ("karpathy", "New video: building a tokenizer from scratch", 1),
-    ("tim_cook", "Thank you to our developers around the world", 0),
+    (
+        "sama",
+        "We are launching a new model today. Details in the thread 🧵",
+        1,
+    ),
+    (
+        "elonmusk",
+        "Starship flight 12 is go for launch tomorrow at 7am",
+        2,
+    ),
+    (
+        "satyanadella",
+        "Announcing new AI capabilities for every developer",
+        0,
+    ),
+    (
+        "demishassabis",
+        "Proud of the team: our paper on protein design is out",
+        1,
+    ),
+    (
+        "sundarpichai",
+        "A few updates from I/O <3 & more coming soon",
+        0,
+    ),
+    (
+        "elonmusk",
+        "@everyone this is not a ping, the relay disables mentions",
+        2,
+    ),
+    (
+        "karpathy",
+        "New video: building a tokenizer from scratch",
+        1,
+    ),
+    (
+        "tim_cook",
+        "Thank you to our developers around the world",
+        0,
+    ),
 ];
 
 /// Run until Ctrl-C.
@@ -40,11 +76,22 @@ pub async fn run() -> anyhow::Result<()> {
     let receiver = TcpListener::bind("127.0.0.1:0").await?;
     let (stream_addr, receiver_addr) = (stream.local_addr()?, receiver.local_addr()?);
     let data = tempfile::tempdir()?;
-    let config = Config::parse(&demo_config(stream_addr, receiver_addr, data.path()), Path::new("(demo)"), &|_| None)?;
+    let config = Config::parse(
+        &demo_config(stream_addr, receiver_addr, data.path()),
+        Path::new("(demo)"),
+        &|_| None,
+    )?;
 
-    println!("badger-relay demo: a simulated ScrapeBadger stream on ws://{stream_addr}, a receiver on http://{receiver_addr},");
-    println!("and the real pipeline between them (outbox in {}). Ctrl-C to stop.\n", data.path().display());
-    println!("Routes: \"Tech Leaders\" → Slack · authors elonmusk/sama → Discord · everything → HTTP\n");
+    println!(
+        "badger-relay demo: a simulated ScrapeBadger stream on ws://{stream_addr}, a receiver on http://{receiver_addr},"
+    );
+    println!(
+        "and the real pipeline between them (outbox in {}). Ctrl-C to stop.\n",
+        data.path().display()
+    );
+    println!(
+        "Routes: \"Tech Leaders\" → Slack · authors elonmusk/sama → Discord · everything → HTTP\n"
+    );
 
     tokio::spawn(serve_stream(stream));
     tokio::spawn(serve_receiver(receiver));
@@ -111,10 +158,16 @@ async fn serve_stream(listener: TcpListener) {
     while let Ok((tcp, _)) = listener.accept().await {
         let counter = counter.clone();
         tokio::spawn(async move {
-            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                return;
+            };
             loop {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                if ws.send(Message::text(sample_event(n).to_string())).await.is_err() {
+                if ws
+                    .send(Message::text(sample_event(n).to_string()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -157,7 +210,12 @@ async fn serve_receiver(listener: TcpListener) {
     let _ = axum::serve(listener, app).await;
 }
 
-async fn receive(State(r): State<Receiver>, UrlPath((kind, _)): UrlPath<(String, String)>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(r): State<Receiver>,
+    UrlPath((kind, _)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let n = r.requests.fetch_add(1, Ordering::Relaxed);
     if n % 7 == 6 {
         println!("✗ {kind:<7} answered 503 (simulated outage): the outbox will retry\n");
@@ -175,9 +233,17 @@ async fn receive(State(r): State<Receiver>, UrlPath((kind, _)): UrlPath<(String,
 fn print_slack(p: &Value) {
     println!("┌ Slack  ({} bytes of Block Kit)", p.to_string().len());
     for block in p["blocks"].as_array().into_iter().flatten() {
-        let text = block["text"]["text"].as_str().map(str::to_owned).or_else(|| {
-            block["elements"].as_array().map(|els| els.iter().filter_map(|e| e["text"].as_str()).collect::<Vec<_>>().join("  "))
-        });
+        let text = block["text"]["text"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| {
+                block["elements"].as_array().map(|els| {
+                    els.iter()
+                        .filter_map(|e| e["text"].as_str())
+                        .collect::<Vec<_>>()
+                        .join("  ")
+                })
+            });
         if let Some(t) = text.filter(|t| !t.is_empty()) {
             for line in t.lines() {
                 println!("│ {line}");
@@ -192,11 +258,19 @@ fn print_slack(p: &Value) {
 
 fn print_discord(p: &Value) {
     let embed = &p["embeds"][0];
-    println!("┌ Discord  (embed; allowed_mentions = {})", p["allowed_mentions"]);
+    println!(
+        "┌ Discord  (embed; allowed_mentions = {})",
+        p["allowed_mentions"]
+    );
     if let Some(a) = embed["author"]["name"].as_str() {
         println!("│ {a}");
     }
-    for line in embed["description"].as_str().or(p["content"].as_str()).unwrap_or("").lines() {
+    for line in embed["description"]
+        .as_str()
+        .or(p["content"].as_str())
+        .unwrap_or("")
+        .lines()
+    {
         println!("│ {line}");
     }
     if let Some(f) = embed["footer"]["text"].as_str() {
@@ -206,8 +280,18 @@ fn print_discord(p: &Value) {
 }
 
 fn print_http(headers: &HeaderMap, body: &[u8]) {
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-    println!("┌ HTTP POST  webhook-id: {}  webhook-signature: {}…", h("webhook-id"), h("webhook-signature").chars().take(16).collect::<String>());
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned()
+    };
+    println!(
+        "┌ HTTP POST  webhook-id: {}  webhook-signature: {}…",
+        h("webhook-id"),
+        h("webhook-signature").chars().take(16).collect::<String>()
+    );
     println!("│ {}", String::from_utf8_lossy(body));
     println!("└\n");
 }

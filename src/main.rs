@@ -86,7 +86,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     telemetry::init_logging(args.log_format);
     if let Command::Demo = args.command {
-        return match tokio::runtime::Runtime::new().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(badger_relay::demo::run())) {
+        return match tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(badger_relay::demo::run()))
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -117,7 +120,10 @@ fn main() -> ExitCode {
             read_event(event).and_then(|raw| cli::route(&config, raw, &mut std::io::stdout()))
         }
         Command::Run => {
-            let ingest_only = config.server.as_ref().is_some_and(|s| s.ingest_secret.is_some());
+            let ingest_only = config
+                .server
+                .as_ref()
+                .is_some_and(|s| s.ingest_secret.is_some());
             if config.source.api_key.is_none() && !ingest_only {
                 eprintln!(
                     "error: {}: source.api_key is required by `run` (for example api_key = \"${{SCRAPEBADGER_API_KEY}}\"), unless [server] ingest_secret makes /ingest the only source",
@@ -130,7 +136,9 @@ fn main() -> ExitCode {
         Command::SendTest { target } => {
             let sent = tokio::runtime::Runtime::new()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(cli::send_test(&config, &target, &mut std::io::stdout())));
+                .and_then(|rt| {
+                    rt.block_on(cli::send_test(&config, &target, &mut std::io::stdout()))
+                });
             match sent {
                 Ok(true) => Ok(()),
                 Ok(false) => return ExitCode::from(1),

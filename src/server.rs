@@ -40,7 +40,9 @@ pub async fn start(
     handles: Handles,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let Some(server) = &config.server else { return Ok(None) };
+    let Some(server) = &config.server else {
+        return Ok(None);
+    };
     let state = AppState {
         handles,
         ingest_secret: server.ingest_secret.clone(),
@@ -53,7 +55,9 @@ pub async fn start(
     let local: SocketAddr = listener.local_addr()?;
     tracing::info!(listen = %local, ingest = server.ingest_secret.is_some(), "HTTP server listening");
     Ok(Some(tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await;
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "The HTTP server failed");
         }
@@ -66,7 +70,10 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
     if state.ingest_secret.is_some() {
-        app = app.route("/ingest", post(ingest).layer(DefaultBodyLimit::max(max_body)));
+        app = app.route(
+            "/ingest",
+            post(ingest).layer(DefaultBodyLimit::max(max_body)),
+        );
     }
     app.with_state(state)
 }
@@ -80,11 +87,17 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.handles.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.handles.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn ingest(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(secret) = &s.ingest_secret else { return StatusCode::NOT_FOUND.into_response() };
+    let Some(secret) = &s.ingest_secret else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let signature = ["x-signature-256", "x-scrapebadger-signature"]
         .iter()
         .find_map(|h| headers.get(*h))
@@ -106,7 +119,9 @@ async fn ingest(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
 
 async fn store(s: &AppState, event: Event) -> Response {
     match s.handles.intake.from_ingest(event).await {
-        Ok(Ok(Accepted::Queued(_) | Accepted::Unrouted)) => (StatusCode::ACCEPTED, "accepted\n").into_response(),
+        Ok(Ok(Accepted::Queued(_) | Accepted::Unrouted)) => {
+            (StatusCode::ACCEPTED, "accepted\n").into_response()
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "Could not store an /ingest event; asking the sender to retry");
             (StatusCode::SERVICE_UNAVAILABLE, "not stored, retry later\n").into_response()
@@ -117,9 +132,14 @@ async fn store(s: &AppState, event: Event) -> Response {
 
 /// `sha256=<hex>` of HMAC-SHA256(secret, body), compared in constant time.
 fn verify(secret: &Secret, body: &[u8], header: &str) -> bool {
-    let Some(hex) = header.trim().strip_prefix("sha256=") else { return false };
-    let Some(expected) = decode_hex(hex) else { return false };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes any key length");
+    let Some(hex) = header.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    let Some(expected) = decode_hex(hex) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC takes any key length");
     mac.update(body);
     mac.verify_slice(&expected).is_ok()
 }
@@ -128,12 +148,16 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// `sha256=<hex>` for a body: what ScrapeBadger sends (used by tests and `demo`).
 pub fn sign_ingest(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(body);
     let bytes = mac.finalize().into_bytes();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -152,8 +176,14 @@ mod tests {
         assert!(verify(&secret, body, &good));
         assert!(verify(&secret, body, &format!(" {good} ")));
         assert!(!verify(&secret, b"{}", &good), "another body");
-        assert!(!verify(&Secret::new("other"), body, &good), "another secret");
-        assert!(!verify(&secret, body, good.trim_start_matches("sha256=")), "no prefix");
+        assert!(
+            !verify(&Secret::new("other"), body, &good),
+            "another secret"
+        );
+        assert!(
+            !verify(&secret, body, good.trim_start_matches("sha256=")),
+            "no prefix"
+        );
         assert!(!verify(&secret, body, "sha256=zz"));
         assert!(!verify(&secret, body, "sha256=abc"));
         assert!(!verify(&secret, body, &good[..good.len() - 2]), "truncated");

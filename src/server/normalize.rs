@@ -17,8 +17,11 @@ pub fn to_event(body: Bytes) -> Result<Event, InvalidEvent> {
         return Ok(event);
     }
     let legacy = serde_json::from_slice::<Map<String, Value>>(event.raw())
-            .ok()
-            .filter(|m| m.get("type").and_then(Value::as_str) == Some("tweet") && m.get("tweet").is_some_and(Value::is_object));
+        .ok()
+        .filter(|m| {
+            m.get("type").and_then(Value::as_str) == Some("tweet")
+                && m.get("tweet").is_some_and(Value::is_object)
+        });
     match legacy {
         Some(map) => Event::parse(Bytes::from(normalize_legacy(map))),
         None => Ok(event),
@@ -35,7 +38,9 @@ fn normalize_legacy(mut map: Map<String, Value>) -> Vec<u8> {
     out.insert("event".into(), Value::String(TWEET_DETECTED.into()));
     let tweet = Value::Object(tweet);
     let pick = |paths: &[&str]| -> Option<Value> {
-        paths.iter().find_map(|p| tweet.pointer(p).filter(|v| !v.is_null()).cloned())
+        paths
+            .iter()
+            .find_map(|p| tweet.pointer(p).filter(|v| !v.is_null()).cloned())
     };
     let id = pick(&["/id", "/id_str", "/tweet_id"]).map(|v| match v {
         Value::Number(n) => Value::String(n.to_string()),
@@ -43,10 +48,21 @@ fn normalize_legacy(mut map: Map<String, Value>) -> Vec<u8> {
     });
     let fields: [(&str, Option<Value>); 5] = [
         ("tweet_id", id),
-        ("author_username", pick(&["/author_username", "/username", "/author/username", "/user/screen_name"])),
+        (
+            "author_username",
+            pick(&[
+                "/author_username",
+                "/username",
+                "/author/username",
+                "/user/screen_name",
+            ]),
+        ),
         ("tweet_text", pick(&["/text", "/full_text", "/tweet_text"])),
         ("tweet_url", pick(&["/url", "/tweet_url"])),
-        ("tweet_published_at", pick(&["/created_at", "/published_at", "/tweet_published_at"])),
+        (
+            "tweet_published_at",
+            pick(&["/created_at", "/published_at", "/tweet_published_at"]),
+        ),
     ];
     for (name, value) in fields {
         if let Some(v) = value {
@@ -59,7 +75,9 @@ fn normalize_legacy(mut map: Map<String, Value>) -> Vec<u8> {
         out.entry(k).or_insert(v);
     }
     if !out.contains_key("tweet_url") {
-        if let (Some(Value::String(user)), Some(Value::String(id))) = (out.get("author_username"), out.get("tweet_id")) {
+        if let (Some(Value::String(user)), Some(Value::String(id))) =
+            (out.get("author_username"), out.get("tweet_id"))
+        {
             let url = format!("https://x.com/{}/status/{id}", user.trim_start_matches('@'));
             out.insert("tweet_url".into(), Value::String(url));
         }

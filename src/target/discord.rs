@@ -1,15 +1,449 @@
-//! PLACEHOLDER until the chat-targets branch merges.
+//! Discord webhooks: the execute-webhook body for one event, its URL, and what Discord's
+//! refusals mean.
+//!
+//! The message is one embed:
+//!
+//! ```text
+//! author       @name, linked to https://x.com/name
+//! title        "Open on X", linked to the tweet
+//! description  the tweet text
+//! footer       Monitor: name (or Rule: tag) · detected in 150 ms
+//! timestamp    tweet_published_at
+//! ```
+//!
+//! plus `content` when the target has a `template`. `allowed_mentions` is always
+//! `{"parse": []}`: whatever a tweet says (`@everyone`, `<@&role>`), nobody is pinged.
+//! Tweet text is otherwise left as written, with two exceptions: a masked link
+//! (`[text](url)`) is plain text on X, and on Discord it would hide where a link goes,
+//! so its `](` is split by a zero-width space; and a bidi override left open by a tweet
+//! is closed at the end of the tweet's text, so it cannot reverse what follows.
+//!
+//! Limits are Discord's, counted in code points: description 4,096, footer 2,048,
+//! author name and title 256, content 2,000, and 6,000 for all embed text together.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::chat::{Tweet, ZWSP, close_bidi, defuse_at_words, then, truncate_chars};
+use super::template;
 use crate::config::DiscordOptions;
-use serde_json::{Map, Value};
-pub fn payload(event: &Map<String, Value>, _opts: &DiscordOptions) -> Value {
-    serde_json::json!({ "content": event.get("tweet_text").and_then(Value::as_str).unwrap_or(""), "allowed_mentions": {"parse": []} })
+
+const TITLE_MAX: usize = 256;
+const DESCRIPTION_MAX: usize = 4_096;
+const FOOTER_MAX: usize = 2_048;
+const AUTHOR_NAME_MAX: usize = 256;
+const CONTENT_MAX: usize = 2_000;
+/// Title, description, field names and values, footer text and author name, summed over
+/// all embeds of a message.
+const EMBED_TOTAL_MAX: usize = 6_000;
+
+/// The embed's colour bar: X's blue, so tweets are recognisable at a glance.
+const COLOR: u32 = 0x1D_9B_F0;
+/// The title, which is what makes the embed's `url` clickable.
+const TITLE: &str = "Open on X";
+/// Shown when a tweet has no text: Discord rejects an empty embed.
+const NO_TEXT: &str = "*(no text)*";
+
+/// A masked link `[label](url)` made inert: `]\u{200B}(` no longer parses as one, and
+/// reads the same.
+fn defuse_masked_links(s: &str) -> Cow<'_, str> {
+    if s.contains("](") {
+        Cow::Owned(s.replace("](", &format!("]{ZWSP}(")))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
-pub fn request_url(base: &reqwest::Url, _opts: &DiscordOptions) -> reqwest::Url {
-    base.clone()
+
+/// Tweet text bound for the embed: masked links defused, bidi overrides closed.
+fn tweet_safe(s: &str) -> Cow<'_, str> {
+    then(close_bidi(s), defuse_masked_links)
 }
-pub fn retry_after_from_body(_body: &[u8]) -> Option<std::time::Duration> {
-    None
+
+/// A template value bound for `content`: as [`tweet_safe`], and with `@everyone`/`@here`
+/// split by a zero-width space, so even a copy of the message without
+/// `allowed_mentions` (a forward, an edit by a bot) cannot ping.
+fn content_safe(s: &str) -> Cow<'_, str> {
+    then(tweet_safe(s), |s| defuse_at_words(s, &["everyone", "here"]))
 }
-pub fn diagnose(_status: u16, _body: &[u8]) -> Option<&'static str> {
-    None
+
+/// The execute-webhook body for `event` (send it to [`request_url`]).
+pub fn payload(event: &Map<String, Value>, opts: &DiscordOptions) -> Value {
+    let tweet = Tweet::from_event(event);
+    let mut embed = Map::new();
+    // Characters counted against EMBED_TOTAL_MAX so far.
+    let mut used = 0;
+
+    if let Some(author) = tweet.author {
+        let name = format!("@{}", close_bidi(author));
+        let name = truncate_chars(&name, AUTHOR_NAME_MAX).into_owned();
+        used += name.chars().count();
+        let mut obj = Map::new();
+        obj.insert("name".into(), name.into());
+        if let Some(url) = &tweet.profile_url {
+            obj.insert("url".into(), url.as_str().into());
+        }
+        embed.insert("author".into(), obj.into());
+    }
+    if let Some(url) = &tweet.url {
+        let title = truncate_chars(TITLE, TITLE_MAX);
+        used += title.chars().count();
+        embed.insert("title".into(), title.into_owned().into());
+        embed.insert("url".into(), url.as_str().into());
+    }
+    let footer = [
+        tweet
+            .source
+            .as_ref()
+            .map(|s| format!("{}: {}", s.kind(), close_bidi(s.name()))),
+        tweet.latency.as_ref().map(|l| format!("detected in {l}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" · ");
+    if !footer.is_empty() {
+        let footer = truncate_chars(&footer, FOOTER_MAX).into_owned();
+        used += footer.chars().count();
+        embed.insert("footer".into(), json!({ "text": footer }));
+    }
+    if let Some(ts) = tweet.published_at {
+        embed.insert("timestamp".into(), ts.into());
+    }
+    embed.insert("color".into(), COLOR.into());
+
+    // The description gets whatever the 6,000 total leaves, up to its own limit. The
+    // other parts are bounded (256 + 256 + 2,048), so at least 3,440 remain.
+    let budget = DESCRIPTION_MAX.min(EMBED_TOTAL_MAX.saturating_sub(used));
+    let text = tweet.text.map_or(Cow::Borrowed(NO_TEXT), tweet_safe);
+    embed.insert(
+        "description".into(),
+        truncate_chars(&text, budget).into_owned().into(),
+    );
+
+    let mut body = Map::new();
+    if let Some(t) = &opts.template {
+        let content = template::render(t, event, content_safe);
+        if !content.trim().is_empty() {
+            body.insert(
+                "content".into(),
+                truncate_chars(&content, CONTENT_MAX).into_owned().into(),
+            );
+        }
+    }
+    body.insert("embeds".into(), json!([embed]));
+    body.insert("allowed_mentions".into(), json!({ "parse": [] }));
+    if let Some(username) = &opts.username {
+        body.insert("username".into(), username.clone().into());
+    }
+    if let Some(avatar_url) = &opts.avatar_url {
+        body.insert("avatar_url".into(), avatar_url.clone().into());
+    }
+    Value::Object(body)
+}
+
+/// The webhook URL to POST to: `base` with `wait=true` (so Discord answers with the
+/// message, or with an error we can act on, instead of a bare 204) and the target's
+/// `thread_id`, keeping any other query parameters the operator's URL carries. A `wait`
+/// already in `base`, or a `thread_id` when the target sets its own, is replaced.
+pub fn request_url(base: &reqwest::Url, opts: &DiscordOptions) -> reqwest::Url {
+    let thread_id = opts
+        .thread_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let replaced = |key: &str| key == "wait" || (thread_id.is_some() && key == "thread_id");
+    let mut url = base.clone();
+    if url.query_pairs().any(|(k, _)| replaced(&k)) {
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| !replaced(k))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("wait", "true");
+        if let Some(id) = thread_id {
+            query.append_pair("thread_id", id);
+        }
+    }
+    url
+}
+
+/// The `retry_after` (seconds, fractional) of a Discord 429 body, which is more precise
+/// than the `Retry-After` header's whole seconds.
+pub fn retry_after_from_body(body: &[u8]) -> Option<Duration> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let secs = value.get("retry_after")?.as_f64()?;
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+/// For a response Discord will give again however often it is retried, what the
+/// operator must change; `None` for success, throttling, server trouble and anything
+/// unknown.
+///
+/// Discord's error body is `{"code": N, "message": "...", "errors": {...}}`; the code is
+/// more specific than the status (a 404 may be the webhook or the thread), so it is
+/// read first.
+pub fn diagnose(status: u16, body: &[u8]) -> Option<&'static str> {
+    if !(400..500).contains(&status) || matches!(status, 408 | 425 | 429) {
+        return None;
+    }
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let code = json
+        .as_ref()
+        .and_then(|v| v.get("code"))
+        .and_then(Value::as_u64);
+    let invalid_field = |field: &str| {
+        json.as_ref()
+            .and_then(|v| v.get("errors"))
+            .and_then(|e| e.get(field))
+            .is_some()
+    };
+    Some(match (status, code) {
+        (_, Some(10015)) | (404, None | Some(0)) => {
+            "the Discord webhook was deleted or never existed (Unknown Webhook, 10015): create a new webhook and update the target's url"
+        }
+        (_, Some(50027)) | (401, _) => {
+            "the Discord webhook token is wrong (Invalid Webhook Token, 50027): copy the whole webhook URL again and update the target's url"
+        }
+        (_, Some(10003)) => {
+            "the target's thread_id names no thread this webhook can post to (Unknown Channel, 10003): fix or remove the target's thread_id"
+        }
+        (_, Some(50083)) => {
+            "the Discord thread is archived (50083): unarchive it, or point the target's thread_id at an open thread"
+        }
+        (_, Some(160005)) => {
+            "the Discord thread is locked (Thread is locked, 160005): unlock it, or point the target's thread_id at another thread"
+        }
+        (_, Some(220001)) => {
+            "the webhook posts to a forum channel, which needs a thread (220001): set the target's thread_id to a post in that forum"
+        }
+        (_, Some(50001 | 50013)) | (403, _) => {
+            "the Discord webhook may not post in this channel or thread (Missing Access): check the channel's permissions and the target's thread_id"
+        }
+        (_, Some(50035)) if invalid_field("username") => {
+            "Discord refused the target's username (Invalid Form Body, 50035): use 1 to 80 characters without \"discord\" or \"clyde\""
+        }
+        (_, Some(50035)) if invalid_field("thread_id") => {
+            "Discord refused the target's thread_id (Invalid Form Body, 50035): use the thread's numeric id"
+        }
+        (_, Some(50035)) if invalid_field("avatar_url") => {
+            "Discord refused the target's avatar_url (Invalid Form Body, 50035): use a public http(s) image URL"
+        }
+        (_, Some(50035 | 50006 | 50109 | 40005)) | (413, _) => {
+            "Discord could not accept the message body (Invalid Form Body): report it as a badger-relay bug with the dead letter; no configuration change will fix it"
+        }
+        (_, Some(200000 | 240000)) => {
+            "Discord's moderation blocked this tweet's content (AutoMod or harmful-link filter): nothing to change in badger-relay; adjust the server's AutoMod rules if the tweet should pass"
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> reqwest::Url {
+        reqwest::Url::parse(s).unwrap()
+    }
+
+    fn thread(id: &str) -> DiscordOptions {
+        DiscordOptions {
+            thread_id: Some(id.into()),
+            ..DiscordOptions::default()
+        }
+    }
+
+    #[test]
+    fn request_url_adds_wait() {
+        let base = url("https://discord.com/api/webhooks/1/tok");
+        assert_eq!(
+            request_url(&base, &DiscordOptions::default()).as_str(),
+            "https://discord.com/api/webhooks/1/tok?wait=true"
+        );
+    }
+
+    #[test]
+    fn request_url_adds_thread_id() {
+        let base = url("https://discord.com/api/webhooks/1/tok");
+        assert_eq!(
+            request_url(&base, &thread("987")).as_str(),
+            "https://discord.com/api/webhooks/1/tok?wait=true&thread_id=987"
+        );
+        // Blank means unset.
+        assert_eq!(
+            request_url(&base, &thread("  ")).as_str(),
+            "https://discord.com/api/webhooks/1/tok?wait=true"
+        );
+    }
+
+    #[test]
+    fn request_url_keeps_other_query_parameters() {
+        let base = url("https://discord.com/api/webhooks/1/tok?with_components=true");
+        assert_eq!(
+            request_url(&base, &thread("5")).as_str(),
+            "https://discord.com/api/webhooks/1/tok?with_components=true&wait=true&thread_id=5"
+        );
+    }
+
+    #[test]
+    fn request_url_replaces_wait_and_a_configured_thread() {
+        let base = url("https://discord.com/api/webhooks/1/tok?wait=false&thread_id=1&x=y");
+        assert_eq!(
+            request_url(&base, &thread("2")).as_str(),
+            "https://discord.com/api/webhooks/1/tok?x=y&wait=true&thread_id=2"
+        );
+        // Without a thread_id option, the URL's own thread_id stays.
+        assert_eq!(
+            request_url(&base, &DiscordOptions::default()).as_str(),
+            "https://discord.com/api/webhooks/1/tok?thread_id=1&x=y&wait=true"
+        );
+    }
+
+    #[test]
+    fn request_url_encodes_the_thread_id() {
+        let base = url("https://discord.com/api/webhooks/1/tok");
+        assert_eq!(
+            request_url(&base, &thread("1&wait=false")).as_str(),
+            "https://discord.com/api/webhooks/1/tok?wait=true&thread_id=1%26wait%3Dfalse"
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_fractional_seconds() {
+        let body =
+            br#"{"message": "You are being rate limited.", "retry_after": 0.622, "global": false}"#;
+        assert_eq!(
+            retry_after_from_body(body),
+            Some(Duration::from_secs_f64(0.622))
+        );
+        assert_eq!(
+            retry_after_from_body(br#"{"retry_after": 3}"#),
+            Some(Duration::from_secs(3))
+        );
+    }
+
+    #[test]
+    fn retry_after_ignores_anything_else() {
+        for body in [
+            &b""[..],
+            b"not json",
+            b"[]",
+            br#"{"retry_after": "1.5"}"#,
+            br#"{"retry_after": -1}"#,
+            br#"{"retry_after": null}"#,
+            br#"{"retry_after": 1e300}"#,
+            br#"{"message": "x"}"#,
+        ] {
+            assert_eq!(retry_after_from_body(body), None, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn diagnose_known_permanent_errors() {
+        let cases: &[(u16, &[u8], &str)] = &[
+            (404, br#"{"message": "Unknown Webhook", "code": 10015}"#, "10015"),
+            (404, b"", "10015"),
+            (404, br#"{"message": "404: Not Found", "code": 0}"#, "10015"),
+            (401, br#"{"message": "Invalid Webhook Token", "code": 50027}"#, "50027"),
+            (401, b"", "50027"),
+            (404, br#"{"message": "Unknown Channel", "code": 10003}"#, "10003"),
+            (400, br#"{"message": "Thread is archived", "code": 50083}"#, "50083"),
+            (403, br#"{"message": "Thread is locked", "code": 160005}"#, "160005"),
+            (400, br#"{"code": 220001, "message": "forum"}"#, "220001"),
+            (403, br#"{"message": "Missing Access", "code": 50001}"#, "Missing Access"),
+            (
+                400,
+                br#"{"code": 50035, "errors": {"username": {"_errors": [{"code": "USERNAME_INVALID_CONTAINS"}]}}, "message": "Invalid Form Body"}"#,
+                "username",
+            ),
+            (
+                400,
+                br#"{"code": 50035, "errors": {"avatar_url": {}}, "message": "Invalid Form Body"}"#,
+                "avatar_url",
+            ),
+            (
+                400,
+                br#"{"code": 50035, "errors": {"thread_id": {"_errors": [{"code": "NUMBER_TYPE_COERCE"}]}}, "message": "Invalid Form Body"}"#,
+                "thread_id",
+            ),
+            (
+                400,
+                br#"{"code": 50035, "errors": {"embeds": {}}, "message": "Invalid Form Body"}"#,
+                "bug",
+            ),
+            (400, br#"{"code": 50006, "message": "Cannot send an empty message"}"#, "bug"),
+            (413, b"", "bug"),
+            (400, br#"{"code": 240000, "message": "blocked"}"#, "moderation"),
+        ];
+        for &(status, body, needle) in cases {
+            let d = diagnose(status, body)
+                .unwrap_or_else(|| panic!("{status} {}", String::from_utf8_lossy(body)));
+            assert!(d.contains(needle), "{status}: {d}");
+            assert!(!d.contains('\n'), "one line: {d}");
+        }
+    }
+
+    #[test]
+    fn diagnose_leaves_transient_and_unknown_responses_alone() {
+        assert_eq!(diagnose(200, b"{}"), None);
+        assert_eq!(diagnose(204, b""), None);
+        assert_eq!(
+            diagnose(
+                429,
+                br#"{"retry_after": 1.0, "code": 0, "message": "rate limited"}"#
+            ),
+            None
+        );
+        assert_eq!(diagnose(500, b""), None);
+        assert_eq!(diagnose(502, br#"{"code": 10015}"#), None);
+        assert_eq!(
+            diagnose(400, br#"{"code": 12345678, "message": "new"}"#),
+            None
+        );
+        assert_eq!(diagnose(400, b"<html>bad request</html>"), None);
+    }
+
+    #[test]
+    fn footer_is_not_reversed_by_an_open_override_in_a_name() {
+        let event = serde_json::json!({"monitor_name": "abc\u{202E}", "latency_ms": 5});
+        let p = payload(event.as_object().unwrap(), &DiscordOptions::default());
+        assert_eq!(
+            p["embeds"][0]["footer"]["text"],
+            "Monitor: abc\u{202E}\u{202C} · detected in 5 ms"
+        );
+    }
+
+    #[test]
+    fn masked_links_are_defused() {
+        assert_eq!(
+            defuse_masked_links("[https://x.com](https://evil.example)"),
+            "[https://x.com]\u{200B}(https://evil.example)"
+        );
+        assert!(matches!(defuse_masked_links("[a] (b)"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn content_values_cannot_ping_even_without_allowed_mentions() {
+        assert_eq!(
+            content_safe("@everyone look [here](https://e.x) @here"),
+            "@\u{200B}everyone look [here]\u{200B}(https://e.x) @\u{200B}here"
+        );
+    }
+
+    #[test]
+    fn embed_always_has_a_description_and_allowed_mentions() {
+        let p = payload(&Map::new(), &DiscordOptions::default());
+        assert_eq!(p["embeds"][0]["description"], NO_TEXT);
+        assert_eq!(p["allowed_mentions"], json!({"parse": []}));
+        assert!(p.get("content").is_none());
+    }
 }

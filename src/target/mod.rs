@@ -5,6 +5,7 @@
 //! answered 404 is not called again until restart). The payload formats live in
 //! `http.rs`, `slack.rs` and `discord.rs`; this file holds what they share.
 
+mod chat;
 pub mod discord;
 pub mod http;
 pub mod slack;

@@ -1,0 +1,710 @@
+//! The Slack and Discord message bodies, pinned by golden files and checked against each
+//! platform's limits.
+//!
+//! Each case renders one event for both platforms and compares the result with
+//! `tests/golden/{slack,discord}_{case}.json`. After an intended change, regenerate with
+//! `UPDATE_GOLDEN=1 cargo test --test chat_payloads` and read the diff before committing.
+//! Invisible characters (zero-width, bidi controls) are written as `\uXXXX` escapes in
+//! the goldens so a reviewer can see them.
+//!
+//! Every payload, golden or generated, also goes through a validator that knows the
+//! platforms' limits and what must never get through from a tweet.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use badger_relay::config::{DiscordOptions, SlackOptions, Template, TemplatePart};
+use badger_relay::target::{discord, slack};
+use serde_json::{Map, Value, json};
+
+// ---------------------------------------------------------------------------------------
+// The events
+// ---------------------------------------------------------------------------------------
+
+fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+/// The example event of the contract.
+fn ordinary() -> Map<String, Value> {
+    object(json!({
+        "event": "tweet.detected",
+        "monitor_id": "abc-123",
+        "monitor_name": "Tech Leaders",
+        "tweet_id": "1234567890",
+        "author_username": "elonmusk",
+        "tweet_text": "Just announced...",
+        "tweet_url": "https://x.com/elonmusk/status/1234567890",
+        "tweet_published_at": "2026-03-13T12:00:00Z",
+        "detected_at": "2026-03-13T12:00:00.150Z",
+        "latency_ms": 150
+    }))
+}
+
+/// Everything a tweet can throw at a chat platform.
+const HOSTILE_TEXT: &str = concat!(
+    "<!channel> <!here> <!everyone> <@U123> <#C123> <!subteam^S1> ",
+    "<https://evil.example|click> <http://evil.example> ",
+    "@everyone @here @channel @Here @EVERYONE <@&123> <@123> <#456> ",
+    "[https://x.com/safe](https://evil.example) ",
+    "&amp; &lt;b&gt; a&b<c>d ",
+    "zero\u{200B}width\u{200C}non\u{200D}joiner\u{2060}word\u{FEFF}bom ",
+    "\u{202E}evil override\u{202C} \u{2067}isolate\u{2069} ",
+    "👨\u{200D}👩\u{200D}👧\u{200D}👦 🏳\u{FE0F}\u{200D}🌈 🇺🇦 👍🏽 ",
+    "*bold* _it_ ~strike~ `code` ```block``` ||spoiler||\n",
+    "> quote\n# heading\n-# subtext \u{202E}unterminated override"
+);
+
+fn hostile() -> Map<String, Value> {
+    object(json!({
+        "event": "tweet.detected",
+        "monitor_id": "m-<1>",
+        "monitor_name": "Tech <Leaders> & @here",
+        "tweet_id": "1234567891",
+        // A valid handle that spells a broadcast.
+        "author_username": "@here",
+        "tweet_text": HOSTILE_TEXT,
+        // `|` would end a Slack link's URL early; `<` `>` are encoded by URL parsing.
+        "tweet_url": "https://x.com/here/status/1234567891?s=20&t=a|<!channel>",
+        "tweet_published_at": "2026-03-13T12:00:00Z<script>",
+        "detected_at": "2026-03-13T12:00:00.150Z",
+        "latency_ms": -5
+    }))
+}
+
+/// A 10,000-character tweet (X allows 25,000 for long posts) made of the characters
+/// that make cutting hard: entities-to-be, multi-byte characters, an emoji sequence.
+fn long_text() -> String {
+    let unit = "Tom & Jerry <3 café 👨\u{200D}👩\u{200D}👧 日本語 ";
+    unit.chars().cycle().take(10_000).collect()
+}
+
+fn long() -> Map<String, Value> {
+    let mut event = ordinary();
+    event.insert("tweet_text".into(), long_text().into());
+    event
+}
+
+/// A filter-rule event: `rule_id`/`rule_tag` instead of the monitor fields.
+fn rule() -> Map<String, Value> {
+    object(json!({
+        "event": "tweet.detected",
+        "rule_id": "rule-42",
+        "rule_tag": "launches",
+        "tweet_id": "1900000000000000001",
+        "author_username": "sama",
+        "tweet_text": "We are launching something new today.\nMore soon: https://t.co/abc123",
+        "tweet_url": "https://x.com/sama/status/1900000000000000001",
+        "tweet_published_at": "2026-03-13T12:00:00.000+01:00",
+        "detected_at": "2026-03-13T11:00:02.300Z",
+        "latency_ms": 2300
+    }))
+}
+
+/// Most fields missing, the rest of the wrong type: the message must still make sense.
+fn missing() -> Map<String, Value> {
+    object(json!({
+        "event": "tweet.detected",
+        "tweet_id": 1234567890,
+        "author_username": null,
+        "tweet_text": "",
+        "monitor_name": 42.5,
+        "latency_ms": "150"
+    }))
+}
+
+/// An ordinary event with extra fields, for the templates.
+fn templated() -> Map<String, Value> {
+    let mut event = ordinary();
+    event.insert(
+        "tweet_text".into(),
+        "Launch day! <!channel> & [details](https://evil.example) @everyone".into(),
+    );
+    event.insert("tags".into(), json!(["ai", "launch"]));
+    event.insert("verified".into(), json!(true));
+    event
+}
+
+// ---------------------------------------------------------------------------------------
+// The options
+// ---------------------------------------------------------------------------------------
+
+/// `"a {b} c"` → literal `a `, field `b`, literal ` c`: enough of the config syntax for
+/// the tests (the real parser lives with the config).
+fn template(text: &str) -> Template {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let close = open + rest[open..].find('}').expect("unclosed placeholder");
+        if open > 0 {
+            parts.push(TemplatePart::Literal(rest[..open].to_owned()));
+        }
+        parts.push(TemplatePart::Field(rest[open + 1..close].to_owned()));
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Literal(rest.to_owned()));
+    }
+    Template { parts }
+}
+
+fn slack_templated() -> SlackOptions {
+    SlackOptions {
+        username: Some("Tweet alerts".into()),
+        icon_emoji: Some(":bird:".into()),
+        channel: Some("#tweets".into()),
+        template: Some(template(
+            "*New from @{author_username}* ({monitor_name}, {latency_ms} ms, verified: {verified}, \
+             tags {tags}{nothing}):\n{tweet_text}\n<{tweet_url}|Open the tweet>",
+        )),
+    }
+}
+
+fn discord_templated() -> DiscordOptions {
+    DiscordOptions {
+        username: Some("Tweet alerts".into()),
+        avatar_url: Some("https://example.com/bird.png".into()),
+        thread_id: Some("1100000000000000000".into()),
+        template: Some(template(
+            "**@{author_username}** via {monitor_name} ({latency_ms} ms, tags {tags}{nothing}): {tweet_text}",
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The golden files
+// ---------------------------------------------------------------------------------------
+
+fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.json"))
+}
+
+/// Characters a reviewer cannot see, written as JSON escapes in the goldens.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+fn golden_text(value: &Value) -> String {
+    let mut out = visible(&serde_json::to_string_pretty(value).unwrap());
+    out.push('\n');
+    out
+}
+
+/// JSON text with the invisible characters escaped.
+fn visible(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() + 64);
+    for c in json.chars() {
+        if is_invisible(c) {
+            write!(out, "\\u{:04X}", c as u32).unwrap();
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The first place two JSON values differ, as a path, for a readable failure.
+fn first_difference(path: &str, want: &Value, got: &Value) -> Option<String> {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for key in w.keys().chain(g.keys()) {
+                let p = format!("{path}.{key}");
+                match (w.get(key), g.get(key)) {
+                    (Some(a), Some(b)) => {
+                        if let Some(d) = first_difference(&p, a, b) {
+                            return Some(d);
+                        }
+                    }
+                    (a, b) => return Some(format!("{p}: golden {a:?}, got {b:?}")),
+                }
+            }
+            None
+        }
+        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => w
+            .iter()
+            .zip(g)
+            .enumerate()
+            .find_map(|(i, (a, b))| first_difference(&format!("{path}[{i}]"), a, b)),
+        _ if want == got => None,
+        _ => Some(format!(
+            "{path}:\n  golden {}\n  got    {}",
+            visible(&want.to_string()),
+            visible(&got.to_string())
+        )),
+    }
+}
+
+fn check_golden(name: &str, value: &Value) {
+    let path = golden_path(name);
+    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, golden_text(value)).unwrap();
+        return;
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run `UPDATE_GOLDEN=1 cargo test --test chat_payloads` to create it",
+            path.display()
+        )
+    });
+    let want: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+    if let Some(diff) = first_difference("$", &want, value) {
+        panic!(
+            "{} differs from the golden file at {diff}\n\
+             If the change is intended, run `UPDATE_GOLDEN=1 cargo test --test chat_payloads` \
+             and review the diff.",
+            path.display()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The validators
+// ---------------------------------------------------------------------------------------
+
+fn chars(v: &Value) -> usize {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .chars()
+        .count()
+}
+
+/// A broadcast word written as plain text (`@here`, any case, as a whole word).
+fn plain_broadcast(s: &str, words: &[&str]) -> Option<String> {
+    let lower = s.to_lowercase();
+    for word in words {
+        let needle = format!("@{word}");
+        for (i, _) in lower.match_indices(&needle) {
+            let next = lower[i + needle.len()..].chars().next();
+            if !next.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                return Some(s[i..].chars().take(20).collect());
+            }
+        }
+    }
+    None
+}
+
+/// Slack's limits, and no markup from a tweet: every `&` starts one of the three
+/// entities, every `<` starts a link to one of `links` (the URLs the message itself
+/// links to), so no `<!…>`, `<@…>`, `<#…>` or `<http…>` from a tweet survives, and no
+/// plain `@here`/`@channel`/`@everyone` is left for Slack's automatic parsing.
+fn validate_slack(p: &Value, links: &[&str]) {
+    let text = &p["text"];
+    assert!((1..=40_000).contains(&chars(text)), "text length");
+    let blocks = p["blocks"].as_array().expect("blocks");
+    assert!((1..=50).contains(&blocks.len()), "block count");
+    let mut texts = vec![text.as_str().unwrap()];
+    for block in blocks {
+        match block["type"].as_str() {
+            Some("section") => {
+                assert_eq!(block["text"]["type"], "mrkdwn");
+                assert!(
+                    (1..=3_000).contains(&chars(&block["text"]["text"])),
+                    "section text length {}",
+                    chars(&block["text"]["text"])
+                );
+                texts.push(block["text"]["text"].as_str().unwrap());
+            }
+            Some("context") => {
+                let elements = block["elements"].as_array().expect("elements");
+                assert!((1..=10).contains(&elements.len()), "context elements");
+                for e in elements {
+                    assert_eq!(e["type"], "mrkdwn");
+                    assert!((1..=3_000).contains(&chars(&e["text"])), "context length");
+                    texts.push(e["text"].as_str().unwrap());
+                }
+            }
+            other => panic!("unexpected block type {other:?}"),
+        }
+    }
+    for s in texts {
+        for (i, _) in s.match_indices('&') {
+            let rest = &s[i..];
+            assert!(
+                ["&amp;", "&lt;", "&gt;"]
+                    .iter()
+                    .any(|e| rest.starts_with(e)),
+                "bare & in Slack text: {:?}",
+                rest.chars().take(20).collect::<String>()
+            );
+        }
+        for bad in ["<!", "<@", "<#"] {
+            assert!(!s.contains(bad), "{bad} in Slack text: {s:?}");
+        }
+        for (i, _) in s.match_indices('<') {
+            let inner = &s[i + 1..];
+            let end = inner.find('>').expect("unclosed < in Slack text");
+            let url = inner[..end].split('|').next().unwrap();
+            assert!(
+                links.contains(&url),
+                "link to {url:?} is not one the message makes"
+            );
+            assert!(!inner[..end].contains('<'), "nested < in a link");
+        }
+        assert_eq!(
+            plain_broadcast(s, &["here", "channel", "everyone"]),
+            None,
+            "plain broadcast in {s:?}"
+        );
+    }
+}
+
+/// Discord's limits, no pings, and valid URLs and timestamps (Discord rejects the whole
+/// message over a bad one).
+fn validate_discord(p: &Value) {
+    assert_eq!(p["allowed_mentions"], json!({"parse": []}));
+    if let Some(content) = p.get("content") {
+        assert!((1..=2_000).contains(&chars(content)), "content length");
+        assert_eq!(
+            plain_broadcast(content.as_str().unwrap(), &["everyone", "here"]),
+            None
+        );
+        assert!(!content.as_str().unwrap().contains("]("), "masked link");
+    }
+    let embeds = p["embeds"].as_array().expect("embeds");
+    assert!((1..=10).contains(&embeds.len()));
+    let mut total = 0;
+    for embed in embeds {
+        let limited = [
+            ("/title", 256),
+            ("/description", 4_096),
+            ("/footer/text", 2_048),
+            ("/author/name", 256),
+        ];
+        for (pointer, max) in limited {
+            if let Some(v) = embed.pointer(pointer) {
+                let n = chars(v);
+                assert!((1..=max).contains(&n), "{pointer} length {n}");
+                total += n;
+            }
+        }
+        assert!(embed.get("fields").is_none());
+        let description = embed["description"].as_str().expect("a description");
+        assert!(!description.contains("]("), "masked link in description");
+        for pointer in ["/url", "/author/url"] {
+            if let Some(url) = embed.pointer(pointer) {
+                let url = reqwest::Url::parse(url.as_str().unwrap()).expect("valid URL");
+                assert!(matches!(url.scheme(), "http" | "https"));
+            }
+        }
+        if let Some(ts) = embed.get("timestamp") {
+            let ts = ts.as_str().unwrap();
+            assert!(
+                ts.len() >= 20 && ts.as_bytes()[10] == b'T' && ts.is_ascii(),
+                "timestamp {ts:?}"
+            );
+        }
+    }
+    assert!(total <= 6_000, "embed total {total}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The golden cases
+// ---------------------------------------------------------------------------------------
+
+fn case(
+    name: &str,
+    event: Map<String, Value>,
+    slack_opts: SlackOptions,
+    discord_opts: DiscordOptions,
+    slack_links: &[&str],
+) {
+    let s = slack::payload(&event, &slack_opts);
+    validate_slack(&s, slack_links);
+    check_golden(&format!("slack_{name}"), &s);
+    let d = discord::payload(&event, &discord_opts);
+    validate_discord(&d);
+    check_golden(&format!("discord_{name}"), &d);
+}
+
+const ELON: &[&str] = &[
+    "https://x.com/elonmusk",
+    "https://x.com/elonmusk/status/1234567890",
+];
+
+#[test]
+fn golden_ordinary() {
+    case(
+        "ordinary",
+        ordinary(),
+        SlackOptions::default(),
+        DiscordOptions::default(),
+        ELON,
+    );
+}
+
+#[test]
+fn golden_hostile() {
+    case(
+        "hostile",
+        hostile(),
+        SlackOptions::default(),
+        DiscordOptions::default(),
+        &[
+            "https://x.com/here",
+            "https://x.com/here/status/1234567891?s=20&amp;t=a%7C%3C!channel%3E",
+        ],
+    );
+}
+
+#[test]
+fn golden_long() {
+    case(
+        "long",
+        long(),
+        SlackOptions::default(),
+        DiscordOptions::default(),
+        ELON,
+    );
+}
+
+#[test]
+fn golden_rule() {
+    case(
+        "rule",
+        rule(),
+        SlackOptions::default(),
+        DiscordOptions::default(),
+        &[
+            "https://x.com/sama",
+            "https://x.com/sama/status/1900000000000000001",
+        ],
+    );
+}
+
+#[test]
+fn golden_missing() {
+    case(
+        "missing",
+        missing(),
+        SlackOptions::default(),
+        DiscordOptions::default(),
+        &["https://x.com/i/status/1234567890"],
+    );
+}
+
+#[test]
+fn golden_templated() {
+    case(
+        "templated",
+        templated(),
+        slack_templated(),
+        discord_templated(),
+        ELON,
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Properties beyond the goldens
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn hostile_tweet_text_is_shown_not_obeyed() {
+    let s = slack::payload(&hostile(), &SlackOptions::default());
+    let section = s["blocks"][1]["text"]["text"].as_str().unwrap();
+    assert!(section.starts_with("&lt;!channel&gt; &lt;!here&gt; &lt;!everyone&gt; &lt;@U123&gt;"));
+    assert!(section.contains("&lt;https://evil.example|click&gt;"));
+    // Text that looked escaped already is shown as typed.
+    assert!(section.contains("&amp;amp; &amp;lt;b&amp;gt; a&amp;b&lt;c&gt;d"));
+    // The author named "here" does not become `@here`.
+    assert_eq!(
+        s["blocks"][0]["text"]["text"],
+        "*<https://x.com/here|@\u{200B}here>*"
+    );
+
+    let d = discord::payload(&hostile(), &DiscordOptions::default());
+    let description = d["embeds"][0]["description"].as_str().unwrap();
+    // Discord text is left as written (pings are off), except masked links.
+    assert!(description.contains("@everyone @here"));
+    assert!(description.contains("[https://x.com/safe]\u{200B}(https://evil.example)"));
+    assert!(
+        d["embeds"][0].get("timestamp").is_none(),
+        "bad timestamp dropped"
+    );
+
+    // An override the tweet leaves open is closed where the tweet's text ends, so it
+    // cannot reverse the template text that follows.
+    let opts = SlackOptions {
+        template: Some(template("{tweet_text} via {monitor_id}")),
+        ..SlackOptions::default()
+    };
+    let s = slack::payload(&hostile(), &opts);
+    assert!(
+        s["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("\u{202E}unterminated override\u{202C} via m-&lt;1&gt;")
+    );
+    let opts = DiscordOptions {
+        template: Some(template("{tweet_text} via {monitor_id}")),
+        ..DiscordOptions::default()
+    };
+    let d = discord::payload(&hostile(), &opts);
+    assert!(
+        d["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("\u{202E}unterminated override\u{202C} via m-<1>")
+    );
+}
+
+#[test]
+fn long_tweet_is_cut_at_each_limit() {
+    let text = long_text();
+    assert_eq!(text.chars().count(), 10_000);
+
+    let s = slack::payload(&long(), &SlackOptions::default());
+    let section = s["blocks"][1]["text"]["text"].as_str().unwrap();
+    assert!(section.ends_with('…'));
+    assert!(section.chars().count() <= 3_000);
+    // Nearly all of the budget is used: only a split entity or grapheme is given back.
+    assert!(
+        section.chars().count() > 2_990,
+        "{}",
+        section.chars().count()
+    );
+    // The fallback text carries the whole tweet (escaped), well under 40,000.
+    assert!(!s["text"].as_str().unwrap().ends_with('…'));
+
+    let d = discord::payload(&long(), &DiscordOptions::default());
+    let description = d["embeds"][0]["description"].as_str().unwrap();
+    assert!(description.ends_with('…'));
+    let n = description.chars().count();
+    assert!((4_080..=4_096).contains(&n), "{n}");
+    assert!(text.starts_with(description.trim_end_matches('…')));
+}
+
+#[test]
+fn slack_template_escapes_values_and_keeps_literal_markup() {
+    let s = slack::payload(&templated(), &slack_templated());
+    let text = s["text"].as_str().unwrap();
+    assert_eq!(
+        text,
+        "*New from @elonmusk* (Tech Leaders, 150 ms, verified: true, tags [\"ai\",\"launch\"]):\n\
+         Launch day! &lt;!channel&gt; &amp; [details](https://evil.example) @\u{200B}everyone\n\
+         <https://x.com/elonmusk/status/1234567890|Open the tweet>"
+    );
+    assert_eq!(s["blocks"][1]["text"]["text"], text);
+}
+
+#[test]
+fn discord_template_goes_to_content() {
+    let d = discord::payload(&templated(), &discord_templated());
+    assert_eq!(
+        d["content"],
+        "**@elonmusk** via Tech Leaders (150 ms, tags [\"ai\",\"launch\"]): \
+         Launch day! <!channel> & [details]\u{200B}(https://evil.example) @\u{200B}everyone"
+    );
+    assert_eq!(d["username"], "Tweet alerts");
+    assert_eq!(d["avatar_url"], "https://example.com/bird.png");
+    // thread_id belongs in the URL, not the body.
+    assert!(d.get("thread_id").is_none());
+    let url = discord::request_url(
+        &reqwest::Url::parse("https://discord.com/api/webhooks/1/t").unwrap(),
+        &discord_templated(),
+    );
+    assert_eq!(
+        url.as_str(),
+        "https://discord.com/api/webhooks/1/t?wait=true&thread_id=1100000000000000000"
+    );
+}
+
+#[test]
+fn degenerate_events_still_make_valid_messages() {
+    let long_name = "n".repeat(5_000);
+    let events = [
+        json!({}),
+        json!({"tweet_text": null, "author_username": 5, "tweet_url": ["x"], "latency_ms": {}}),
+        json!({"tweet_text": " \n ", "monitor_name": "", "rule_tag": "r"}),
+        json!({"tweet_text": "x", "author_username": long_name, "monitor_name": long_name,
+               "latency_ms": 1e300, "tweet_id": "12ab"}),
+        json!({"tweet_text": "&".repeat(5_000), "monitor_name": "<".repeat(5_000)}),
+    ];
+    for event in events {
+        let event = object(event);
+        validate_slack(&slack::payload(&event, &SlackOptions::default()), &[]);
+        validate_discord(&discord::payload(&event, &DiscordOptions::default()));
+    }
+}
+
+#[test]
+fn templates_at_the_limits() {
+    let slack_opts = SlackOptions {
+        template: Some(template("<!here> {tweet_text} <{tweet_url}|link>")),
+        ..SlackOptions::default()
+    };
+    let discord_opts = DiscordOptions {
+        template: Some(template("**New:** {tweet_text}")),
+        ..DiscordOptions::default()
+    };
+    for n in [0, 1, 1_990, 1_995, 2_000, 2_990, 2_995, 3_000, 50_000] {
+        let mut event = ordinary();
+        event.insert("tweet_text".into(), "&<".repeat(n / 2).into());
+        let s = slack::payload(&event, &slack_opts);
+        for block in s["blocks"].as_array().unwrap() {
+            if let Some(t) = block.pointer("/text/text") {
+                assert!(chars(t) <= 3_000);
+            }
+        }
+        assert!(chars(&s["text"]) <= 40_000);
+        let d = discord::payload(&event, &discord_opts);
+        validate_discord(&d);
+    }
+}
+
+/// Random text from the characters that make escaping and cutting hard, at lengths
+/// around every limit: each payload must pass the validators.
+#[test]
+fn random_hostile_text_always_validates() {
+    const PIECES: &[&str] = &[
+        "a", "b", " ", "\n", "&", "<", ">", ";", "|", "!", "@", "#", "[", "](", ")", "here",
+        "channel", "everyone", "amp", "lt", "http://", "é", "日", "\u{301}", "\u{200D}", "👨",
+        "👩", "🇫", "🇷", "👍", "🏽", "\u{FE0F}", "\u{202E}", "\u{200B}", "*", "_", "~", "`",
+    ];
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let targets = [
+        10, 255, 256, 257, 1_999, 2_000, 2_001, 2_999, 3_000, 3_001, 4_095, 4_096, 4_097, 6_000,
+        12_000,
+    ];
+    for round in 0..150 {
+        let len = targets[round % targets.len()] + rng.usize(0..8);
+        let mut text = String::new();
+        while text.chars().count() < len {
+            text.push_str(PIECES[rng.usize(0..PIECES.len())]);
+        }
+        let name: String = (0..rng.usize(1..3_000))
+            .map(|_| PIECES[rng.usize(0..PIECES.len())])
+            .collect();
+        let event = object(json!({
+            "author_username": "a",
+            "tweet_text": text,
+            "tweet_url": "https://x.com/a/status/1",
+            "monitor_name": name,
+            "latency_ms": rng.u32(..),
+            "tweet_published_at": "2026-03-13T12:00:00Z",
+        }));
+        validate_slack(
+            &slack::payload(&event, &SlackOptions::default()),
+            &["https://x.com/a", "https://x.com/a/status/1"],
+        );
+        let opts = DiscordOptions {
+            template: Some(template("{tweet_text} {monitor_name}")),
+            ..DiscordOptions::default()
+        };
+        validate_discord(&discord::payload(&event, &opts));
+        let opts = SlackOptions {
+            template: Some(template("{tweet_text}")),
+            ..SlackOptions::default()
+        };
+        validate_slack(
+            &slack::payload(&event, &opts),
+            &["https://x.com/a", "https://x.com/a/status/1"],
+        );
+    }
+}
