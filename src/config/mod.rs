@@ -4,13 +4,80 @@
 //! already validated: URLs parsed, durations and sizes converted, regexes compiled,
 //! route targets resolved to indices into [`Config::targets`]. Nothing is re-parsed per event.
 //!
-//! PARSING IS TO BE WRITTEN (config helper): `Config::load`, `Config::parse`.
+//! Reading a file goes: TOML syntax (`toml`'s parser, keeping every span) →
+//! `document.rs` (a typed, located view of that tree) → `schema.rs` (the contract's
+//! keys, defaults and checks; `${VAR}` expanded by `interpolate.rs` as each string is
+//! read, value syntaxes in `values.rs`) → these types. The first problem found is
+//! reported as a [`ConfigError`] naming the file, line, column and key; `summary.rs`
+//! writes what `check` prints.
+
+mod document;
+mod error;
+mod interpolate;
+mod schema;
+mod summary;
+mod values;
+
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::secret::{Secret, SecretUrl};
+
+pub use error::{ConfigError, Diagnostic};
+
+/// The top-level event fields a Slack or Discord `template` may name as `{field}`.
+/// A placeholder outside this list is a config error, so a typo is caught by `check`
+/// instead of sending a message with a hole in it.
+pub const TEMPLATE_FIELDS: &[&str] = &[
+    "event",
+    "monitor_id",
+    "monitor_name",
+    "rule_id",
+    "rule_tag",
+    "tweet_id",
+    "author_username",
+    "author_name",
+    "tweet_text",
+    "tweet_url",
+    "tweet_published_at",
+    "detected_at",
+    "latency_ms",
+];
+
+impl Config {
+    /// Reads and validates the file at `path`, expanding `${VAR}` from the process
+    /// environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        // A variable whose value is not UTF-8 counts as unset.
+        Config::parse(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Validates `text`, the contents of the file at `path` (used in messages only),
+    /// expanding `${VAR}` through `env`. An empty text is a valid config: every default.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let doc = toml::de::DeTable::parse(text)
+            .map_err(|e| error::Problem::syntax(&e).into_error(text, path))?;
+        schema::build(&doc, path, env).map_err(|problem| problem.into_error(text, path))
+    }
+
+    /// What `badger-relay check` prints: the source, outbox, server, each target and
+    /// each route, with every secret shown as `***` and webhook URLs redacted.
+    pub fn summary(&self) -> String {
+        summary::render(self)
+    }
+}
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
@@ -21,7 +88,7 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// `None` when the file has no `[server]` table: no HTTP server runs.
     pub server: Option<ServerConfig>,
-    /// In file order (TOML tables keep their order). A target's index here is its id.
+    /// In file order (of the `[targets.NAME]` headers). A target's index here is its id.
     pub targets: Vec<TargetConfig>,
     /// In file order.
     pub routes: Vec<RouteConfig>,

@@ -1,0 +1,620 @@
+//! The contract's schema: which keys each table takes, their defaults, and how each
+//! value becomes its runtime type. Reading stops at the first problem, in this order:
+//! top-level keys, `[source]`, `[outbox]`, `[server]`, `[targets.*]` (file order),
+//! `[[routes]]` (file order).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use serde_spanned::Spanned;
+use toml::de::DeTable;
+
+use super::document::{Item, Table, unknown_key};
+use super::error::{Problem, closest};
+use super::interpolate::Env;
+use super::values::{self, Invalid};
+use super::{
+    Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, OutboxConfig, RateLimit,
+    ReconnectConfig, RetryPolicy, RouteConfig, ServerConfig, SlackOptions, SourceConfig,
+    TargetConfig, TargetKind,
+};
+use crate::secret::{Secret, SecretUrl};
+
+const ROOT_KEYS: &[&str] = &["source", "outbox", "server", "targets", "routes"];
+const SOURCE_KEYS: &[&str] = &[
+    "url",
+    "api_key",
+    "idle_timeout",
+    "max_message_size",
+    "reconnect",
+];
+const RECONNECT_KEYS: &[&str] = &["initial", "max"];
+const OUTBOX_KEYS: &[&str] = &["path", "dedupe_window", "retry"];
+const RETRY_KEYS: &[&str] = &["initial", "max", "max_age", "max_attempts"];
+const SERVER_KEYS: &[&str] = &["listen", "ingest_secret"];
+/// Keys every target takes, whatever its type.
+const TARGET_KEYS: &[&str] = &[
+    "type",
+    "url",
+    "concurrency",
+    "rate_limit",
+    "timeout",
+    "retry",
+    "dedupe",
+];
+const SLACK_KEYS: &[&str] = &["username", "icon_emoji", "channel", "template"];
+const DISCORD_KEYS: &[&str] = &["username", "avatar_url", "thread_id", "template"];
+const HTTP_KEYS: &[&str] = &["method", "headers", "signing_secret"];
+const ROUTE_KEYS: &[&str] = &[
+    "name", "monitors", "authors", "text", "events", "targets", "stop",
+];
+
+const DEFAULT_SOURCE_URL: &str = "wss://scrapebadger.com/v1/twitter/stream";
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+const DEFAULT_RECONNECT: ReconnectConfig = ReconnectConfig {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+};
+const DEFAULT_OUTBOX_PATH: &str = "./badger-relay-data";
+const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(5 * 60),
+    max_age: Duration::from_secs(24 * 3600),
+    max_attempts: None,
+};
+const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_EVENTS: &[&str] = &["tweet.detected"];
+/// Headers badger-relay sets itself; letting a config set them would break the request
+/// or forge its Standard Webhooks signature.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// Reads the whole document into a [`Config`].
+pub(crate) fn build(doc: &Spanned<DeTable<'_>>, path: &Path, env: Env) -> Result<Config, Problem> {
+    let root = Table::root(doc);
+    root.check_keys(ROOT_KEYS)?;
+    let source = source(&section(&root, "source")?, env)?;
+    let outbox = outbox(&section(&root, "outbox")?, env)?;
+    let server = root.opt("server", |item| server(&item.table()?, env))?;
+    let targets = targets(&section(&root, "targets")?, &outbox.retry, env)?;
+    let routes = match root.get("routes") {
+        Some(item) => routes(item, &targets, env)?,
+        None => Vec::new(),
+    };
+    Ok(Config {
+        path: path.to_owned(),
+        source,
+        outbox,
+        server,
+        targets,
+        routes,
+    })
+}
+
+/// The table `name` of the root, or an empty one when the file leaves it out.
+fn section<'a, 'i>(root: &Table<'a, 'i>, name: &str) -> Result<Table<'a, 'i>, Problem> {
+    match root.get(name) {
+        Some(item) => item.table(),
+        None => Ok(Table::empty(name.to_owned())),
+    }
+}
+
+fn source(t: &Table, env: Env) -> Result<SourceConfig, Problem> {
+    t.check_keys(SOURCE_KEYS)?;
+    let url = match t.opt("url", |item| parse(item, env, values::source_url))? {
+        Some(url) => url,
+        None => reqwest::Url::parse(DEFAULT_SOURCE_URL).expect("the default stream URL is valid"),
+    };
+    // An empty key (`"${SCRAPEBADGER_API_KEY:-}"`) means "not set", so one file serves
+    // both `run` and the commands that need no key.
+    let api_key = t
+        .opt("api_key", |item| secret(item, env))?
+        .filter(|key| !key.is_empty())
+        .map(Secret::new);
+    let idle_timeout = t.opt("idle_timeout", |item| duration(item, env))?;
+    let max_message_size = t.opt("max_message_size", |item| size(item, env))?;
+    let reconnect = match t.get("reconnect") {
+        Some(item) => reconnect(item, env)?,
+        None => DEFAULT_RECONNECT,
+    };
+    Ok(SourceConfig {
+        url,
+        api_key,
+        idle_timeout: idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        max_message_size: max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+        reconnect,
+    })
+}
+
+fn reconnect(item: &Item, env: Env) -> Result<ReconnectConfig, Problem> {
+    let t = item.table()?;
+    t.check_keys(RECONNECT_KEYS)?;
+    let initial = t.opt("initial", |item| duration(item, env))?;
+    let max = t.opt("max", |item| duration(item, env))?;
+    let reconnect = ReconnectConfig {
+        initial: initial.unwrap_or(DEFAULT_RECONNECT.initial),
+        max: max.unwrap_or(DEFAULT_RECONNECT.max),
+    };
+    check_initial_le_max(&t, reconnect.initial, reconnect.max, "")?;
+    Ok(reconnect)
+}
+
+fn outbox(t: &Table, env: Env) -> Result<OutboxConfig, Problem> {
+    t.check_keys(OUTBOX_KEYS)?;
+    let path = t.opt("path", |item| {
+        let path = item.string(env)?;
+        if path.is_empty() {
+            return Err(item.problem("must not be empty"));
+        }
+        Ok(PathBuf::from(path))
+    })?;
+    let dedupe_window = t.opt("dedupe_window", |item| duration(item, env))?;
+    let retry = match t.get("retry") {
+        Some(item) => retry(item, &DEFAULT_RETRY, "", env)?,
+        None => DEFAULT_RETRY,
+    };
+    Ok(OutboxConfig {
+        path: path.unwrap_or_else(|| PathBuf::from(DEFAULT_OUTBOX_PATH)),
+        dedupe_window: dedupe_window.unwrap_or(DEFAULT_DEDUPE_WINDOW),
+        retry,
+    })
+}
+
+/// A `retry` table; keys it leaves out come from `base`. `base_name` names where `base`
+/// comes from in messages (empty for the built-in defaults).
+fn retry(
+    item: &Item,
+    base: &RetryPolicy,
+    base_name: &str,
+    env: Env,
+) -> Result<RetryPolicy, Problem> {
+    let t = item.table()?;
+    t.check_keys(RETRY_KEYS)?;
+    let initial = t.opt("initial", |item| duration(item, env))?;
+    let max = t.opt("max", |item| duration(item, env))?;
+    let max_age = t.opt("max_age", |item| duration(item, env))?;
+    let max_attempts = t.opt("max_attempts", |item| {
+        let n = item.integer()?;
+        u32::try_from(n)
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| item.problem("must be a whole number from 1 to 4294967295"))
+    })?;
+    let policy = RetryPolicy {
+        initial: initial.unwrap_or(base.initial),
+        max: max.unwrap_or(base.max),
+        max_age: max_age.unwrap_or(base.max_age),
+        max_attempts: max_attempts.or(base.max_attempts),
+    };
+    check_initial_le_max(&t, policy.initial, policy.max, base_name)?;
+    Ok(policy)
+}
+
+/// Backoff grows from `initial` to `max`; the other way round is a mistake.
+fn check_initial_le_max(
+    t: &Table,
+    initial: Duration,
+    max: Duration,
+    base_name: &str,
+) -> Result<(), Problem> {
+    if initial <= max {
+        return Ok(());
+    }
+    let inherited = |key: &str| {
+        if t.get(key).is_some() || base_name.is_empty() {
+            String::new()
+        } else {
+            format!(", from {base_name}")
+        }
+    };
+    let message = format!(
+        "`initial` ({}{}) must not be longer than `max` ({}{})",
+        super::summary::duration(initial),
+        inherited("initial"),
+        super::summary::duration(max),
+        inherited("max"),
+    );
+    // Point at whichever of the two this table sets, `initial` first.
+    let item = t.get("initial").or_else(|| t.get("max"));
+    Err(match item {
+        Some(item) => item.problem(message),
+        None => Problem::new(t.span.clone(), &t.key, message),
+    })
+}
+
+fn server(t: &Table, env: Env) -> Result<ServerConfig, Problem> {
+    t.check_keys(SERVER_KEYS)?;
+    let listen = t.opt("listen", |item| {
+        let s = item.string(env)?;
+        s.trim().parse::<SocketAddr>().map_err(|_| {
+            item.problem("not a socket address: write an IP address and a port, like \"127.0.0.1:9750\" or \"[::1]:9750\" (host names are not accepted)")
+        })
+    })?;
+    let ingest_secret = t.opt("ingest_secret", |item| {
+        let secret = secret(item, env)?;
+        if secret.is_empty() {
+            return Err(item.problem("must not be empty (remove the key to disable POST /ingest)"));
+        }
+        Ok(Secret::new(secret))
+    })?;
+    Ok(ServerConfig {
+        listen: listen.unwrap_or_else(|| {
+            DEFAULT_LISTEN
+                .parse()
+                .expect("the default listen address is valid")
+        }),
+        ingest_secret,
+    })
+}
+
+fn targets(t: &Table, outbox_retry: &RetryPolicy, env: Env) -> Result<Vec<TargetConfig>, Problem> {
+    t.entries()
+        .map(|(name, item)| {
+            if !values::is_target_name(name) {
+                return Err(item.key_problem(
+                    "target names may use only letters, digits, `_`, `.` and `-` (they become storage keys)",
+                ));
+            }
+            target(name, &item.table()?, outbox_retry, env)
+        })
+        .collect()
+}
+
+/// The kinds of target, and the options only each kind takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Slack,
+    Discord,
+    Http,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Slack, Kind::Discord, Kind::Http];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Slack => "slack",
+            Kind::Discord => "discord",
+            Kind::Http => "http",
+        }
+    }
+
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            Kind::Slack => SLACK_KEYS,
+            Kind::Discord => DISCORD_KEYS,
+            Kind::Http => HTTP_KEYS,
+        }
+    }
+
+    /// "a slack target", "an http target".
+    fn with_article(self) -> String {
+        match self {
+            Kind::Http => "an http".to_owned(),
+            kind => format!("a {}", kind.name()),
+        }
+    }
+}
+
+fn target(
+    name: &str,
+    t: &Table,
+    outbox_retry: &RetryPolicy,
+    env: Env,
+) -> Result<TargetConfig, Problem> {
+    let type_item = t.require("type", "`slack`, `discord` or `http`")?;
+    let kinds = Kind::ALL.map(|k| (k.name(), k));
+    let kind = parse(type_item, env, |s| values::choice(s, "target type", &kinds))?;
+    for (key, item) in t.entries() {
+        if TARGET_KEYS.contains(&key) || kind.keys().contains(&key) {
+            continue;
+        }
+        let takers: Vec<&str> = Kind::ALL
+            .into_iter()
+            .filter(|k| k.keys().contains(&key))
+            .map(Kind::name)
+            .collect();
+        if !takers.is_empty() {
+            return Err(item.key_problem(format!(
+                "not valid for {} target (only {} targets take it)",
+                kind.with_article(),
+                takers.join(" and ")
+            )));
+        }
+        let valid: Vec<&str> = TARGET_KEYS.iter().chain(kind.keys()).copied().collect();
+        return Err(unknown_key(item, key, &valid));
+    }
+
+    let url = parse(
+        t.require("url", "the endpoint to deliver to")?,
+        env,
+        values::http_url,
+    )?;
+    let concurrency = t.opt("concurrency", |item| {
+        let n = item.integer()?;
+        usize::try_from(n)
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| item.problem("must be at least 1"))
+    })?;
+    let rate_limit = t.opt("rate_limit", |item| parse(item, env, values::rate_limit))?;
+    let timeout = t.opt("timeout", |item| duration(item, env))?;
+    let retry = match t.get("retry") {
+        Some(item) => retry(item, outbox_retry, "[outbox].retry", env)?,
+        None => *outbox_retry,
+    };
+    let dedupe = t.opt("dedupe", |item| {
+        let modes = [("tweet", DedupeMode::Tweet), ("event", DedupeMode::Event)];
+        parse(item, env, |s| values::choice(s, "dedupe mode", &modes))
+    })?;
+
+    // Defaults follow each platform's documented webhook limits: Slack about one
+    // message a second, Discord five per two seconds; HTTP endpoints are ours to size.
+    let (kind, default_concurrency, default_rate, default_dedupe) = match kind {
+        Kind::Slack => (
+            TargetKind::Slack(slack(t, env)?),
+            1,
+            Some(RateLimit {
+                count: 1,
+                per: Duration::from_secs(1),
+            }),
+            DedupeMode::Tweet,
+        ),
+        Kind::Discord => (
+            TargetKind::Discord(discord(t, env)?),
+            1,
+            Some(RateLimit {
+                count: 5,
+                per: Duration::from_secs(2),
+            }),
+            DedupeMode::Tweet,
+        ),
+        Kind::Http => (TargetKind::Http(http(t, env)?), 4, None, DedupeMode::Event),
+    };
+    Ok(TargetConfig {
+        name: name.to_owned(),
+        url: SecretUrl::new(url),
+        kind,
+        concurrency: concurrency.unwrap_or(default_concurrency),
+        rate_limit: rate_limit.or(default_rate),
+        timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+        retry,
+        dedupe: dedupe.unwrap_or(default_dedupe),
+    })
+}
+
+fn slack(t: &Table, env: Env) -> Result<SlackOptions, Problem> {
+    Ok(SlackOptions {
+        username: t.opt("username", |item| item.string(env))?,
+        icon_emoji: t.opt("icon_emoji", |item| item.string(env))?,
+        channel: t.opt("channel", |item| item.string(env))?,
+        template: t.opt("template", |item| parse(item, env, values::template))?,
+    })
+}
+
+fn discord(t: &Table, env: Env) -> Result<DiscordOptions, Problem> {
+    Ok(DiscordOptions {
+        username: t.opt("username", |item| item.string(env))?,
+        avatar_url: t.opt("avatar_url", |item| {
+            parse(item, env, |s| {
+                values::http_url(s).map(|_| s.trim().to_owned())
+            })
+        })?,
+        thread_id: t.opt("thread_id", |item| {
+            let id = item.string(env)?;
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+                return Err(item.problem("must be a Discord thread id (digits only)"));
+            }
+            Ok(id)
+        })?,
+        template: t.opt("template", |item| parse(item, env, values::template))?,
+    })
+}
+
+fn http(t: &Table, env: Env) -> Result<HttpOptions, Problem> {
+    let method = t.opt("method", |item| {
+        let methods = [("POST", HttpMethod::Post), ("PUT", HttpMethod::Put)];
+        parse(item, env, |s| {
+            values::choice(&s.to_ascii_uppercase(), "method", &methods)
+        })
+    })?;
+    let headers = match t.get("headers") {
+        Some(item) => headers(&item.table()?, env)?,
+        None => Vec::new(),
+    };
+    Ok(HttpOptions {
+        method: method.unwrap_or(HttpMethod::Post),
+        headers,
+        signing_key: t.opt("signing_secret", |item| {
+            let secret = secret(item, env)?;
+            values::signing_key(&secret).map_err(|invalid| item.problem(invalid.message))
+        })?,
+    })
+}
+
+/// Header names are keys of the file and may be shown; values may be tokens and never are.
+fn headers(t: &Table, env: Env) -> Result<Vec<(String, Secret)>, Problem> {
+    let mut seen: Vec<HeaderName> = Vec::new();
+    let mut headers = Vec::new();
+    for (name, item) in t.entries() {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| item.key_problem(format!("`{name}` is not a valid HTTP header name")))?;
+        if RESERVED_HEADERS.contains(&header.as_str()) {
+            return Err(item.key_problem(format!(
+                "header `{name}` is set by badger-relay and cannot be configured"
+            )));
+        }
+        if seen.contains(&header) {
+            return Err(item.key_problem(format!(
+                "header `{name}` is set twice (header names are case-insensitive)"
+            )));
+        }
+        let value = item.string(env)?;
+        if HeaderValue::from_str(&value).is_err() {
+            return Err(item.problem(format!(
+                "the value of header `{name}` is not a valid HTTP header value (visible ASCII only, no line breaks)"
+            )));
+        }
+        seen.push(header);
+        headers.push((name.to_owned(), Secret::new(value)));
+    }
+    Ok(headers)
+}
+
+fn routes(item: &Item, targets: &[TargetConfig], env: Env) -> Result<Vec<RouteConfig>, Problem> {
+    let elements = item
+        .array()
+        .map_err(|_| item.expected("an array of tables (`[[routes]]`)"))?;
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut routes = Vec::with_capacity(elements.len());
+    for (n, element) in elements.iter().enumerate() {
+        let route = route(n, element, targets, env)?;
+        if let Some(first) = names.insert(route.name.clone(), n) {
+            let t = element.table()?;
+            let message = format!("duplicate route name (routes[{first}] has it too)");
+            return Err(match t.get("name") {
+                Some(name) => name.problem(message),
+                None => element.problem(message),
+            });
+        }
+        routes.push(route);
+    }
+    Ok(routes)
+}
+
+fn route(
+    n: usize,
+    element: &Item,
+    targets: &[TargetConfig],
+    env: Env,
+) -> Result<RouteConfig, Problem> {
+    let t = element.table()?;
+    t.check_keys(ROUTE_KEYS)?;
+    let name = t.opt("name", |item| non_empty(item, env))?;
+    let monitors = t.opt("monitors", |item| non_empty_strings(item, env))?;
+    let authors = t.opt("authors", |item| non_empty_strings(item, env))?;
+    let text = t.opt("text", |item| {
+        let pattern = item.string(env)?;
+        // regex's message shows the pattern and a caret under the fault: a pattern is
+        // routing logic, not a secret.
+        regex::Regex::new(&pattern).map_err(|e| item.problem(format!("invalid regex: {e}")))
+    })?;
+    let events = t.opt("events", |item| {
+        let events = non_empty_strings(item, env)?;
+        if events.is_empty() {
+            return Err(item.problem("an empty list matches no event (remove the key for the default, [\"tweet.detected\"])"));
+        }
+        Ok(events)
+    })?;
+    let stop = t.opt("stop", Item::boolean)?;
+
+    let targets_item = t.require("targets", "a route needs at least one target")?;
+    let names = targets_item.strings(env)?;
+    if names.is_empty() {
+        return Err(targets_item.problem("a route needs at least one target"));
+    }
+    let mut indices = Vec::with_capacity(names.len());
+    for (item, name) in &names {
+        let index = targets
+            .iter()
+            .position(|t| t.name == *name)
+            .ok_or_else(|| {
+                item.problem(format!("no target named `{name}`"))
+                    .suggest(closest(name, targets.iter().map(|t| t.name.as_str())))
+            })?;
+        // A target gets one delivery per event, however often a route names it.
+        if !indices.contains(&index) {
+            indices.push(index);
+        }
+    }
+
+    Ok(RouteConfig {
+        name: name.unwrap_or_else(|| format!("routes[{n}]")),
+        monitors: monitors.unwrap_or_default(),
+        authors: authors.unwrap_or_default(),
+        text,
+        events: events.unwrap_or_else(|| DEFAULT_EVENTS.iter().map(|e| e.to_string()).collect()),
+        targets: indices,
+        stop: stop.unwrap_or(false),
+    })
+}
+
+/// Reads a string and parses it with `f`, locating `f`'s complaint at the value.
+fn parse<T>(
+    item: &Item,
+    env: Env,
+    f: impl FnOnce(&str) -> Result<T, Invalid>,
+) -> Result<T, Problem> {
+    let s = item.string(env)?;
+    f(&s).map_err(|invalid| item.problem(invalid.message).suggest(invalid.suggestion))
+}
+
+fn duration(item: &Item, env: Env) -> Result<Duration, Problem> {
+    if item.is_integer() {
+        return Err(item.problem(
+            "expected a duration with a unit, like \"10s\" or \"500ms\", found a bare number",
+        ));
+    }
+    if !item.is_string() {
+        return Err(item.expected("a duration like \"10s\" or \"500ms\""));
+    }
+    parse(item, env, values::duration)
+}
+
+/// A size string, or an integer number of bytes.
+fn size(item: &Item, env: Env) -> Result<usize, Problem> {
+    if item.is_integer() {
+        let n = item.integer()?;
+        return values::size_bytes(n).map_err(|invalid| item.problem(invalid.message));
+    }
+    if !item.is_string() {
+        return Err(item.expected("a size like \"1MiB\" or a whole number of bytes"));
+    }
+    parse(item, env, values::size)
+}
+
+/// A string that is a secret. A line break or other control character in one is
+/// almost always a trailing newline from a secrets file, which would fail every
+/// request (or every signature check) at run time; it is refused here instead.
+fn secret(item: &Item, env: Env) -> Result<String, Problem> {
+    let secret = item.string(env)?;
+    if secret.chars().any(char::is_control) {
+        return Err(item.problem(
+            "contains a line break or another control character (a trailing newline from a secrets file?)",
+        ));
+    }
+    Ok(secret)
+}
+
+fn non_empty(item: &Item, env: Env) -> Result<String, Problem> {
+    let s = item.string(env)?;
+    if s.is_empty() {
+        return Err(item.problem("must not be empty"));
+    }
+    Ok(s)
+}
+
+fn non_empty_strings(item: &Item, env: Env) -> Result<Vec<String>, Problem> {
+    item.strings(env)?
+        .into_iter()
+        .map(|(item, s)| {
+            if s.is_empty() {
+                return Err(item.problem("must not be empty"));
+            }
+            Ok(s)
+        })
+        .collect()
+}

@@ -1,0 +1,279 @@
+//! What `badger-relay check` prints: what the config will do, every secret masked.
+//!
+//! Durations, sizes and rates are written back in the config's own syntax (`75s`,
+//! `1MiB`, `5/2s`) so a line can be pasted into the file.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{
+    Config, DedupeMode, HttpMethod, RateLimit, RetryPolicy, RouteConfig, SourceConfig,
+    TargetConfig, TargetKind,
+};
+use crate::secret::redact_url;
+
+pub(crate) fn render(config: &Config) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_summary(&mut out, config);
+    out
+}
+
+fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
+    writeln!(out, "config: {}", c.path.display())?;
+
+    let s = &c.source;
+    writeln!(out, "source: {}", source_url(s))?;
+    if s.api_key.is_none() {
+        writeln!(out, "  api_key: not set (required by run)")?;
+    }
+    writeln!(
+        out,
+        "  idle_timeout {}, max_message_size {}, reconnect {}..{}",
+        duration(s.idle_timeout),
+        size(s.max_message_size),
+        duration(s.reconnect.initial),
+        duration(s.reconnect.max),
+    )?;
+
+    writeln!(out, "outbox: {}", c.outbox.path.display())?;
+    writeln!(
+        out,
+        "  dedupe_window {}, {}",
+        duration(c.outbox.dedupe_window),
+        retry(&c.outbox.retry)
+    )?;
+
+    match &c.server {
+        Some(server) => {
+            let ingest = if server.ingest_secret.is_some() {
+                "POST /ingest enabled (ingest_secret=***)"
+            } else {
+                "POST /ingest disabled (no ingest_secret)"
+            };
+            writeln!(out, "server: {}, {ingest}", server.listen)?;
+        }
+        None => writeln!(out, "server: none (no [server] table)")?,
+    }
+
+    writeln!(out, "targets: {}", c.targets.len())?;
+    for target in &c.targets {
+        write_target(out, target)?;
+    }
+
+    writeln!(out, "routes: {}", c.routes.len())?;
+    for route in &c.routes {
+        write_route(out, route, &c.targets)?;
+    }
+    if c.routes.is_empty() {
+        writeln!(out, "  (no routes: every event is dropped)")?;
+    }
+    Ok(())
+}
+
+/// The stream URL as `run` will connect to it, with every query value (the key
+/// included) masked and no user info.
+fn source_url(s: &SourceConfig) -> String {
+    let url = &s.url;
+    let mut out = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        let _ = write!(out, ":{port}");
+    }
+    out.push_str(url.path());
+    let mut params: Vec<String> = url.query_pairs().map(|(k, _)| format!("{k}=***")).collect();
+    if s.api_key.is_some() {
+        params.push("api_key=***".to_owned());
+    }
+    if !params.is_empty() {
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
+    let kind = match t.kind {
+        TargetKind::Slack(_) => "slack",
+        TargetKind::Discord(_) => "discord",
+        TargetKind::Http(_) => "http",
+    };
+    writeln!(out, "  {}: {kind} {}", t.name, t.url.redacted())?;
+    let rate = t.rate_limit.map_or_else(|| "none".to_owned(), rate_limit);
+    let dedupe = match t.dedupe {
+        DedupeMode::Tweet => "tweet",
+        DedupeMode::Event => "event",
+    };
+    writeln!(
+        out,
+        "    concurrency {}, rate_limit {rate}, timeout {}, dedupe {dedupe}, {}",
+        t.concurrency,
+        duration(t.timeout),
+        retry(&t.retry),
+    )?;
+
+    let mut options: Vec<String> = Vec::new();
+    match &t.kind {
+        TargetKind::Slack(o) => {
+            option(&mut options, "username", &o.username);
+            option(&mut options, "icon_emoji", &o.icon_emoji);
+            option(&mut options, "channel", &o.channel);
+            if o.template.is_some() {
+                options.push("custom template".to_owned());
+            }
+        }
+        TargetKind::Discord(o) => {
+            option(&mut options, "username", &o.username);
+            if let Some(avatar) = &o.avatar_url {
+                // Avatar URLs can be signed CDN links: shown like webhook URLs.
+                let shown = reqwest::Url::parse(avatar)
+                    .map_or_else(|_| "***".to_owned(), |u| redact_url(&u));
+                options.push(format!("avatar_url {shown}"));
+            }
+            option(&mut options, "thread_id", &o.thread_id);
+            if o.template.is_some() {
+                options.push("custom template".to_owned());
+            }
+        }
+        TargetKind::Http(o) => {
+            options.push(
+                match o.method {
+                    HttpMethod::Post => "method POST",
+                    HttpMethod::Put => "method PUT",
+                }
+                .to_owned(),
+            );
+            if !o.headers.is_empty() {
+                let names: Vec<String> = o
+                    .headers
+                    .iter()
+                    .map(|(name, _)| format!("{name}=***"))
+                    .collect();
+                options.push(format!("headers {}", names.join(", ")));
+            }
+            options.push(
+                if o.signing_key.is_some() {
+                    "signed (signing_secret=***)"
+                } else {
+                    "unsigned"
+                }
+                .to_owned(),
+            );
+        }
+    }
+    if !options.is_empty() {
+        writeln!(out, "    {}", options.join(", "))?;
+    }
+    Ok(())
+}
+
+fn option(options: &mut Vec<String>, name: &str, value: &Option<String>) {
+    if let Some(value) = value {
+        options.push(format!("{name} {value:?}"));
+    }
+}
+
+fn write_route(out: &mut String, r: &RouteConfig, targets: &[TargetConfig]) -> std::fmt::Result {
+    let mut conditions: Vec<String> = Vec::new();
+    if !r.monitors.is_empty() {
+        conditions.push(format!("monitors {:?}", r.monitors));
+    }
+    if !r.authors.is_empty() {
+        conditions.push(format!("authors {:?}", r.authors));
+    }
+    if let Some(text) = &r.text {
+        conditions.push(format!("text /{}/", text.as_str()));
+    }
+    conditions.push(format!("events {:?}", r.events));
+    let names: Vec<&str> = r
+        .targets
+        .iter()
+        .filter_map(|&i| targets.get(i).map(|t| t.name.as_str()))
+        .collect();
+    let stop = if r.stop { " (stop)" } else { "" };
+    writeln!(
+        out,
+        "  {}: {} -> {}{stop}",
+        r.name,
+        conditions.join(", "),
+        names.join(", ")
+    )
+}
+
+fn retry(r: &RetryPolicy) -> String {
+    let mut s = format!(
+        "retry {}..{}, max_age {}",
+        duration(r.initial),
+        duration(r.max),
+        duration(r.max_age)
+    );
+    if let Some(n) = r.max_attempts {
+        let _ = write!(s, ", max_attempts {n}");
+    }
+    s
+}
+
+fn rate_limit(r: RateLimit) -> String {
+    match r.per.as_secs() {
+        1 | 60 | 3600 if r.per.subsec_nanos() == 0 => {
+            let unit = match r.per.as_secs() {
+                1 => "s",
+                60 => "m",
+                _ => "h",
+            };
+            format!("{}/{unit}", r.count)
+        }
+        _ => format!("{}/{}", r.count, duration(r.per)),
+    }
+}
+
+/// The largest whole unit: `500ms`, `75s`, `5m`, `24h`.
+pub(crate) fn duration(d: Duration) -> String {
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return humantime::format_duration(d).to_string();
+    }
+    if d.subsec_millis() != 0 || d.is_zero() {
+        return format!("{}ms", d.as_millis());
+    }
+    let secs = d.as_secs();
+    if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// The largest whole binary unit: `512B`, `64KiB`, `1MiB`.
+fn size(bytes: usize) -> String {
+    const UNITS: &[(usize, &str)] = &[(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (unit, name) in UNITS {
+        if bytes >= *unit && bytes % unit == 0 {
+            return format!("{}{name}", bytes / unit);
+        }
+    }
+    format!("{bytes}B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_sizes_and_rates_print_in_config_syntax() {
+        assert_eq!(duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(duration(Duration::from_secs(75)), "75s");
+        assert_eq!(duration(Duration::from_secs(300)), "5m");
+        assert_eq!(duration(Duration::from_secs(86_400)), "24h");
+        assert_eq!(size(512), "512B");
+        assert_eq!(size(64 * 1024), "64KiB");
+        assert_eq!(size(1 << 20), "1MiB");
+        assert_eq!(size(1_000_000), "1000000B");
+        let rate = |count, per| RateLimit { count, per };
+        assert_eq!(rate_limit(rate(1, Duration::from_secs(1))), "1/s");
+        assert_eq!(rate_limit(rate(5, Duration::from_secs(2))), "5/2s");
+        assert_eq!(rate_limit(rate(100, Duration::from_secs(60))), "100/m");
+        assert_eq!(rate_limit(rate(10, Duration::from_millis(500))), "10/500ms");
+    }
+}
