@@ -1,0 +1,141 @@
+//! A probe behind a finding of BENCHMARKS.md: what group commit costs on sled 0.34.
+//!
+//! `cargo run --release --example outbox_probe [-- EVENTS]`
+//!
+//! Writes EVENTS (default 20,000) deliveries of a ~430-byte event, in groups of 1, 16,
+//! 128 and 1,024 events with one flush per group, three ways:
+//! - `enqueue`: the relay's own `Outbox::enqueue` (one `sled::Batch` per event) and
+//!   `Outbox::flush_blocking`, as the committer does today;
+//! - `group batch`: the same keys and values (dedupe check, mark, pending record), but
+//!   one `sled::Batch` for the whole group, as a committer could;
+//! - `inserts`: plain inserts, no batch (not atomic; the floor).
+//!
+//! sled's `apply_batch` rolls and writes its IO buffer, with a synchronous
+//! `sync_file_range`, on every call (`PageCache::pin_log`), so a batch per event is a
+//! disk write per event whatever the group size. Reports events/s, and bytes written to
+//! storage per event (`/proc/self/io`).
+
+use std::time::{Duration, Instant};
+
+use badger_relay::outbox::{Outbox, Record};
+use bytes::Bytes;
+
+const TARGET: &str = "t1";
+
+fn body(seq: u64) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"event":"tweet.detected","monitor_id":"mon-7f3a2c91","monitor_name":"Tech Leaders","tweet_id":"{id}","author_username":"sama","tweet_text":"We are launching a new model today: faster and cheaper. Details in the thread","tweet_url":"https://x.com/sama/status/{id}","tweet_published_at":"2026-03-13T12:00:00Z","detected_at":"2026-03-13T12:00:00.150Z","latency_ms":150,"bench_seq":{seq}}}"#,
+        id = 1_900_000_000_000_000_000u64 + seq
+    ))
+}
+
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn now_ms() -> u64 {
+    badger_relay::outbox::now_ms()
+}
+
+/// The outbox's key layout (src/outbox/mod.rs), for the raw-sled variants.
+fn pending_key(seq: u64) -> Vec<u8> {
+    let mut k = b"p/".to_vec();
+    k.extend_from_slice(TARGET.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn mark_key(dedupe: &str) -> Vec<u8> {
+    let mut k = b"k/".to_vec();
+    k.extend_from_slice(TARGET.as_bytes());
+    k.push(0);
+    k.extend_from_slice(dedupe.as_bytes());
+    k
+}
+
+fn open_raw(dir: &std::path::Path) -> sled::Db {
+    sled::Config::new()
+        .path(dir.join("db"))
+        .cache_capacity(8 * 1024 * 1024)
+        .open()
+        .expect("sled opens")
+}
+
+/// (events/s, bytes written per event)
+fn run(way: &str, events: u64, group: u64) -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let window = Duration::from_secs(24 * 3600);
+    let before = written_bytes();
+    let start = Instant::now();
+    match way {
+        "enqueue" => {
+            let store = Outbox::open(dir.path()).expect("outbox opens");
+            for g in 0..events / group {
+                for i in 0..group {
+                    let seq = g * group + i;
+                    let key = format!("e:tweet.detected:mon-7f3a2c91:{seq}");
+                    store
+                        .enqueue(&body(seq), &[(TARGET, key)], window, now_ms())
+                        .expect("enqueue");
+                }
+                store.flush_blocking().expect("flush");
+            }
+        }
+        _ => {
+            let db = open_raw(dir.path());
+            for g in 0..events / group {
+                let mut batch = sled::Batch::default();
+                for i in 0..group {
+                    let seq = g * group + i;
+                    let mark = mark_key(&format!("e:tweet.detected:mon-7f3a2c91:{seq}"));
+                    if db.get(&mark).expect("get").is_some() {
+                        continue;
+                    }
+                    let id = db.generate_id().expect("id");
+                    let expiry = (now_ms() + window.as_millis() as u64).to_be_bytes();
+                    let record = Record::new(body(seq), now_ms()).encode();
+                    if way == "group batch" {
+                        batch.insert(mark, &expiry);
+                        batch.insert(pending_key(id), record);
+                    } else {
+                        db.insert(mark, &expiry).expect("insert");
+                        db.insert(pending_key(id), record).expect("insert");
+                    }
+                }
+                if way == "group batch" {
+                    db.apply_batch(batch).expect("batch");
+                }
+                db.flush().expect("flush");
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let bytes = written_bytes() - before;
+    let n = (events / group) * group;
+    (n as f64 / secs, bytes as f64 / n as f64)
+}
+
+fn main() {
+    let events: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    println!(
+        "{:<12} {:>6} {:>12} {:>16}",
+        "way", "group", "events/s", "disk bytes/event"
+    );
+    for group in [1, 16, 128, 1024] {
+        // Few events at group 1: each is a full synchronous write.
+        let n = if group == 1 { events / 10 } else { events };
+        for way in ["enqueue", "group batch", "inserts"] {
+            let (rate, bytes) = run(way, n, group);
+            println!("{way:<12} {group:>6} {rate:>12.0} {bytes:>16.0}");
+        }
+    }
+}
