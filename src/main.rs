@@ -105,7 +105,7 @@ fn main() -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {:#}", anyhow::Error::from(e));
             return ExitCode::from(2);
         }
     };
