@@ -189,6 +189,10 @@ impl Outbox {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(open_err(e)),
         }
+        // A store we created always holds `m/instance` (written and flushed first). If its
+        // files exist but the marker does not come back, sled "recovered" a damaged log
+        // as empty: refuse, rather than start fresh and hide the pending deliveries.
+        let existed = path.join("db").join("db").exists();
         let db = open_sled(path)?;
         let storage = |source| OutboxError::Storage {
             path: path.to_owned(),
@@ -200,6 +204,12 @@ impl Outbox {
                 return Err(OutboxError::Corrupt {
                     path: path.to_owned(),
                     detail: "bad instance marker".into(),
+                });
+            }
+            None if existed => {
+                return Err(OutboxError::Corrupt {
+                    path: path.to_owned(),
+                    detail: "its data could not be recovered".into(),
                 });
             }
             None => {
