@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::relay::{BIN, RUST_LOG};
+use super::relay::{RUST_LOG, bin};
 
 /// What a finished command left.
 #[derive(Debug)]
@@ -54,6 +54,8 @@ impl CliOutput {
 pub struct Cli {
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Variables removed from the inherited environment.
+    env_remove: Vec<String>,
     stdin: Option<Vec<u8>>,
     cwd: Option<std::path::PathBuf>,
 }
@@ -63,6 +65,7 @@ pub fn cli(args: &[&str]) -> Cli {
     Cli {
         args: args.iter().map(|a| a.to_string()).collect(),
         env: Vec::new(),
+        env_remove: Vec::new(),
         stdin: None,
         cwd: None,
     }
@@ -71,6 +74,11 @@ pub fn cli(args: &[&str]) -> Cli {
 impl Cli {
     pub fn env(mut self, key: &str, value: &str) -> Cli {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Cli {
+        self.env_remove.push(key.to_string());
         self
     }
 
@@ -86,7 +94,7 @@ impl Cli {
 
     /// Runs it to completion; kills it and panics if it outlives `deadline`.
     pub fn run(self, deadline: Duration) -> CliOutput {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.args(&self.args)
             .env("RUST_LOG", RUST_LOG)
             .env_remove("BADGER_RELAY_CONFIG")
@@ -97,6 +105,9 @@ impl Cli {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        for k in &self.env_remove {
+            cmd.env_remove(k);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

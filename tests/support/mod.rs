@@ -11,6 +11,9 @@
 //!   test timings (fast reconnect and retry).
 //! - [`cli`]: one-shot commands (`check`, `route`, ...) with a deadline.
 //!
+//! The binary is the one cargo builds with the tests; `BADGER_RELAY_BIN=/path/to/binary`
+//! holds another build (a release build, another branch) to the same tests.
+//!
 //! Every wait takes a deadline and panics with what it waited for and what it saw
 //! instead; nothing sleeps and hopes. Each test file includes this with `mod support;`.
 #![allow(dead_code, unused_imports)]

@@ -40,7 +40,8 @@ pub struct Request {
     pub body: Bytes,
     /// When its head arrived.
     pub arrived: Instant,
-    /// The status the receiver answered (or will answer, for a stalled request).
+    /// The status the receiver answered (or will answer, for a held request; a request
+    /// cut by `down` never gets it).
     pub status: u16,
 }
 

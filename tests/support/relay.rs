@@ -18,8 +18,16 @@ use super::process::{Logs, Process};
 use super::stream::StreamServer;
 use super::wait::wait_until;
 
-/// The binary under test.
+/// The binary built with these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_badger-relay");
+
+/// The binary under test: [`BIN`], or `$BADGER_RELAY_BIN` when set (to hold another
+/// build, say a release one or another branch's, to this contract).
+pub fn bin() -> std::path::PathBuf {
+    std::env::var_os("BADGER_RELAY_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| BIN.into())
+}
 
 /// `RUST_LOG` for every run: the relay's own debug lines, `info` for its dependencies.
 pub const RUST_LOG: &str = "badger_relay=debug,info";
@@ -131,7 +139,7 @@ impl Relay {
         let mut env = vec![("RUST_LOG".to_string(), RUST_LOG.to_string())];
         env.extend(self.env.iter().cloned());
         let process = Process::spawn(
-            Path::new(BIN),
+            &bin(),
             &["run", "-c", &config, "--log-format", "json"],
             self.dir.path(),
             &env,
