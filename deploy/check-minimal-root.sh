@@ -37,7 +37,8 @@ TOML
 chroot "$root" /badger-relay check -c /relay.toml >/dev/null
 chroot "$root" /badger-relay outbox -c /relay.toml stats >/dev/null
 # `route` builds each target's HTTPS client (rustls, bundled roots).
-echo '{"tweet_id":"1","tweet_text":"hi"}' | chroot "$root" /badger-relay route -c /relay.toml | grep -q '^--- slack'
+routed=$(echo '{"tweet_id":"1","tweet_text":"hi"}' | chroot "$root" /badger-relay route -c /relay.toml)
+grep -q '^--- slack' <<<"$routed"
 
 # The whole pipeline (stream, outbox, delivery) for a few seconds, inside the empty root.
 out=$(timeout -s INT 6 chroot "$root" /badger-relay demo 2>/dev/null || true)
