@@ -12,6 +12,9 @@ use tokio::time::Instant;
 
 use crate::config::RateLimit;
 
+/// How much slower than the configured rate requests are spaced.
+const SAFETY: f64 = 1.02;
+
 #[derive(Debug)]
 pub struct RateLimiter {
     state: Mutex<State>,
@@ -36,7 +39,10 @@ impl RateLimiter {
                 refilled: Instant::now(),
                 paused_until: None,
             }),
-            interval: limit.map(|l| l.per / l.count),
+            // 2 % slower than the limit: a request's trip to the platform varies (the first
+            // one also opens the connection), so two sent exactly 1/rate apart can arrive
+            // closer than that and earn the 429 the limiter exists to avoid.
+            interval: limit.map(|l| (l.per / l.count).mul_f64(SAFETY)),
             burst,
         }
     }
@@ -115,7 +121,11 @@ mod tests {
         }
         assert!(start.elapsed() < Duration::from_millis(1));
         l.acquire().await;
-        assert!(start.elapsed() >= Duration::from_millis(399));
+        assert!(start.elapsed() >= Duration::from_millis(400));
+        assert!(
+            start.elapsed() <= Duration::from_millis(420),
+            "the safety margin stays small"
+        );
     }
 
     #[tokio::test(start_paused = true)]
