@@ -24,6 +24,7 @@ pub mod events;
 pub mod process;
 pub mod receiver;
 pub mod relay;
+pub mod server;
 pub mod sign;
 pub mod stream;
 pub mod wait;
