@@ -78,6 +78,19 @@ impl RateLimiter {
         }
     }
 
+    /// An answer came back. For a limit of one request per period, the next period starts
+    /// now rather than when the request left: the platform saw the request somewhere
+    /// between the two, so only this spacing guarantees two requests never arrive closer
+    /// than the period (at the cost of the round trip, which is small next to "1/s").
+    /// Limits with a burst keep plain token-bucket timing.
+    pub fn answered(&self) {
+        if self.interval.is_some() && self.burst <= 1.0 {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.tokens = s.tokens.min(0.0);
+            s.refilled = Instant::now();
+        }
+    }
+
     /// No request before `now + d` (a 429, or a rate-limit bucket that ran dry).
     pub fn pause_for(&self, d: Duration) {
         let until = Instant::now() + d;
@@ -107,6 +120,24 @@ mod tests {
         for pair in times.windows(2) {
             assert!(pair[1] - pair[0] >= Duration::from_millis(999), "{times:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_per_period_counts_from_the_answer() {
+        let l = RateLimiter::new(Some(RateLimit {
+            count: 1,
+            per: Duration::from_secs(1),
+        }));
+        l.acquire().await;
+        let sent = Instant::now();
+        tokio::time::sleep(Duration::from_millis(300)).await; // the round trip
+        l.answered();
+        l.acquire().await;
+        assert!(
+            sent.elapsed() >= Duration::from_millis(1300),
+            "{:?}",
+            sent.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

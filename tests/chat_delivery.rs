@@ -369,6 +369,11 @@ async fn a_deleted_discord_webhook_is_called_once_and_later_deliveries_are_dead_
             why.contains("Discord webhook was deleted") && why.contains("404"),
             "the log should say why tweet {id} was not sent: {line}"
         );
+        let advice = line["advice"].as_str().unwrap_or_default();
+        assert!(
+            advice.contains("new Discord webhook"),
+            "the log should say what to do about it: {line}"
+        );
     }
     let reqs = hook.requests();
     assert_eq!(

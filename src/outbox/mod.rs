@@ -51,18 +51,19 @@ const LOCK_FILE: &str = "badger-relay.lock";
 pub enum OutboxError {
     #[error("the outbox {path} is in use by another badger-relay process (stop `run` first)")]
     Locked { path: PathBuf },
-    #[error("cannot open the outbox {path}: {source}")]
+    #[error("cannot open the outbox {path}")]
     Open {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     #[error(
-        "the outbox {path} is damaged or not a badger-relay outbox ({detail}); \
-         move it aside to start empty, or restore it from a backup"
+        "the outbox {path} is damaged or not a badger-relay outbox ({detail}); nothing was \
+         deleted: move the directory aside (keep it for inspection) to start empty, or \
+         restore it from a backup"
     )]
     Corrupt { path: PathBuf, detail: String },
-    #[error("outbox storage error in {path}: {source}")]
+    #[error("outbox storage error in {path}")]
     Storage {
         path: PathBuf,
         #[source]

@@ -315,5 +315,8 @@ fn a_truncated_log_is_not_taken_for_an_empty_store() {
         .unwrap();
     let err = Outbox::open(dir.path()).unwrap_err();
     assert!(matches!(err, OutboxError::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains("move it aside"), "{err}");
+    assert!(
+        err.to_string().contains("move the directory aside"),
+        "{err}"
+    );
 }

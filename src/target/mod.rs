@@ -103,11 +103,13 @@ impl Target {
         &self.config.name
     }
 
-    /// Why this target must not be called again, if the platform said so.
-    pub fn gone(&self) -> Option<&'static str> {
-        self.gone.load(Ordering::Relaxed).then_some(
-            "the Discord webhook was deleted (404 Unknown Webhook): create a new webhook and update the target's url, then `outbox retry`",
-        )
+    /// Why this target must not be called again, if the platform said so: the reason
+    /// for the dead letter, and what the operator must do.
+    pub fn gone(&self) -> Option<(&'static str, &'static str)> {
+        self.gone.load(Ordering::Relaxed).then_some((
+            "not sent: the Discord webhook was deleted (it answered 404 Unknown Webhook); Discord asks clients to stop calling it",
+            "create a new Discord webhook, update the target's url, restart, then `badger-relay outbox retry --target` to send these",
+        ))
     }
 
     /// The exact request for one delivery. `timestamp` is seconds since the epoch.
@@ -233,6 +235,7 @@ impl Target {
     /// Decide what an answer means for this target, and apply what it says about the
     /// target as a whole (pauses, a deleted webhook).
     pub fn judge(&self, answer: &Answer) -> Judgement {
+        self.limiter.answered();
         if let Some(reset) = answer.bucket_reset {
             self.limiter.pause_for(reset);
         }
@@ -248,7 +251,7 @@ impl Target {
                 let advice = match &self.config.kind {
                     TargetKind::Slack(_) => slack::diagnose(status, answer.body.as_bytes()),
                     TargetKind::Discord(_) => {
-                        if status == 404 {
+                        if discord::webhook_deleted(status, answer.body.as_bytes()) {
                             self.gone.store(true, Ordering::Relaxed);
                         }
                         discord::diagnose(status, answer.body.as_bytes())
@@ -305,25 +308,10 @@ fn transport_failure(e: reqwest::Error, elapsed: Duration) -> Answer {
     Answer {
         result,
         body: String::new(),
-        error: Some(error_chain(&e.without_url())),
+        error: Some(crate::telemetry::error_chain(&e.without_url())),
         bucket_reset: None,
         elapsed,
     }
-}
-
-/// "a: b: c" from an error and its sources, for one log field.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// Seconds since the epoch, for `webhook-timestamp`.
