@@ -68,6 +68,10 @@ pub struct Target {
     pub config: TargetConfig,
     client: reqwest::Client,
     pub limiter: RateLimiter,
+    /// What every request carries: `Content-Type` and, for http targets, the configured
+    /// headers, built once here rather than per delivery. Values are marked sensitive so
+    /// no debug print of a request shows a token.
+    base_headers: HeaderMap,
     /// Set when the platform said the webhook no longer exists.
     gone: AtomicBool,
 }
@@ -91,10 +95,28 @@ impl Target {
             // A redirect would re-send the payload somewhere the operator did not name.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let mut base_headers = HeaderMap::new();
+        base_headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let TargetKind::Http(opts) = &config.kind {
+            for (name, value) in &opts.headers {
+                // The config validated both; a pair that does not parse is left out, not sent broken.
+                if let (Ok(n), Ok(mut v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value.expose()),
+                ) {
+                    v.set_sensitive(true);
+                    base_headers.insert(n, v);
+                }
+            }
+        }
         Ok(Target {
             limiter: RateLimiter::new(config.rate_limit),
             config,
             client,
+            base_headers,
             gone: AtomicBool::new(false),
         })
     }
@@ -119,11 +141,7 @@ impl Target {
         timestamp: u64,
         event: &Bytes,
     ) -> Result<Request, RenderError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        let mut headers = self.base_headers.clone();
         let (method, url, body) = match &self.config.kind {
             TargetKind::Http(opts) => {
                 let method = match opts.method {
@@ -142,15 +160,6 @@ impl Target {
                         HeaderName::from_static("webhook-signature"),
                         HeaderValue::from_str(&sig).expect("base64 is ASCII"),
                     );
-                }
-                for (name, value) in &opts.headers {
-                    // Validated at start-up; a value that no longer parses is skipped, not sent broken.
-                    if let (Ok(n), Ok(v)) = (
-                        HeaderName::from_bytes(name.as_bytes()),
-                        HeaderValue::from_str(value.expose()),
-                    ) {
-                        headers.insert(n, v);
-                    }
                 }
                 (method, self.config.url.expose().clone(), event.clone())
             }
