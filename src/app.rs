@@ -22,6 +22,7 @@ use crate::shutdown::{Shutdown, Trigger};
 use crate::source::Source;
 use crate::target::Target;
 use crate::telemetry::Metrics;
+use crate::telemetry::error_chain;
 
 /// How long attempts in flight may run on after a stop.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -171,7 +172,7 @@ async fn sweep_dedupe(store: Outbox, mut shutdown: Shutdown) {
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.sweep_dedupe(now_ms())).await {
             Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "Swept expired dedupe marks"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "Could not sweep dedupe marks"),
+            Ok(Err(e)) => tracing::warn!(error = %error_chain(&e), "Could not sweep dedupe marks"),
             _ => {}
         }
     }

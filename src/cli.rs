@@ -77,8 +77,14 @@ pub fn route(config: &Config, raw: Vec<u8>, out: &mut dyn Write) -> anyhow::Resu
     Ok(())
 }
 
-fn open(config: &Config) -> anyhow::Result<Outbox> {
-    Ok(Outbox::open(&config.outbox.path)?)
+/// Open the store for an admin command, and check that `--target`, when given, names a
+/// target of the config or of the store (a removed target may still hold deliveries).
+fn open(config: &Config, target: Option<&str>) -> anyhow::Result<Outbox> {
+    let store = Outbox::open(&config.outbox.path)?;
+    if target.is_some() {
+        check_target(config, &store.targets_with_deliveries()?, target)?;
+    }
+    Ok(store)
 }
 
 fn check_target(
@@ -99,7 +105,7 @@ fn check_target(
 }
 
 pub fn outbox_stats(config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
-    let store = open(config)?;
+    let store = open(config, None)?;
     let stats = store.stats()?;
     writeln!(out, "{:<24} {:>10} {:>10}", "TARGET", "PENDING", "DEAD")?;
     let mut names: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
@@ -132,8 +138,7 @@ pub fn outbox_list(
     dead: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let store = open(config)?;
-    check_target(config, &store.targets_with_deliveries()?, target)?;
+    let store = open(config, target)?;
     let state = if dead { State::Dead } else { State::Pending };
     let mut n = 0;
     for item in store.list(state, target) {
@@ -178,8 +183,7 @@ pub fn outbox_retry(
     ids: &[String],
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let store = open(config)?;
-    check_target(config, &store.targets_with_deliveries()?, target)?;
+    let store = open(config, target)?;
     let seqs = ids
         .iter()
         .map(|id| {
@@ -204,8 +208,7 @@ pub fn outbox_purge(
     dead: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let store = open(config)?;
-    check_target(config, &store.targets_with_deliveries()?, target)?;
+    let store = open(config, target)?;
     let state = if dead { State::Dead } else { State::Pending };
     let n = store.purge(state, target)?;
     writeln!(
@@ -225,7 +228,7 @@ pub fn outbox_purge(
 pub async fn send_test(config: &Config, name: &str, out: &mut dyn Write) -> anyhow::Result<bool> {
     let Some(t) = config.targets.iter().find(|t| t.name == name) else {
         let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-        let hint = nearest(name, &names)
+        let hint = crate::config::closest(name, names.iter().copied())
             .map(|n| format!(" (did you mean `{n}`?)"))
             .unwrap_or_default();
         return Err(UsageError(format!("no target named `{name}`{hint}")).into());
@@ -255,14 +258,4 @@ pub async fn send_test(config: &Config, name: &str, out: &mut dyn Write) -> anyh
         writeln!(out, "what to fix: {advice}")?;
     }
     Ok(ok)
-}
-
-/// The closest name, when it is close enough to be a likely typo.
-fn nearest<'a>(name: &str, names: &[&'a str]) -> Option<&'a str> {
-    names
-        .iter()
-        .map(|n| (strsim::damerau_levenshtein(name, n), *n))
-        .filter(|(d, n)| *d <= 2.max(n.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
 }

@@ -30,6 +30,7 @@ use crate::retry::{self, Verdict};
 use crate::shutdown::Shutdown;
 use crate::target::{Judgement, Target, unix_now};
 use crate::telemetry::Metrics;
+use crate::telemetry::error_chain;
 
 /// How many pending deliveries a worker reads ahead from disk.
 const READ_AHEAD: usize = 256;
@@ -70,7 +71,7 @@ impl Worker {
                             buffer.extend(batch);
                         }
                         Err(e) => {
-                            tracing::error!(target = this.target.name(), error = %e, "Cannot read the outbox; deliveries to this target are stalled");
+                            tracing::error!(target = this.target.name(), error = %error_chain(&e), "Cannot read the outbox; deliveries to this target are stalled");
                         }
                     }
                 }
@@ -118,7 +119,7 @@ impl Worker {
                 );
             }
             Err(e) => {
-                tracing::error!(target = self.target.name(), delivery_id = id, error = %e, "Cannot dead-letter a delivery; it stays pending")
+                tracing::error!(target = self.target.name(), delivery_id = id, error = %error_chain(&e), "Cannot dead-letter a delivery; it stays pending")
             }
         }
     }
@@ -138,8 +139,8 @@ async fn deliver(w: Arc<Worker>, seq: u64, mut record: Record, mut shutdown: Shu
                 _ = shutdown.wait() => return,
             }
         }
-        if let Some(why) = w.target.gone() {
-            w.dead_letter(seq, &mut record, &id, why.to_string(), None);
+        if let Some((why, advice)) = w.target.gone() {
+            w.dead_letter(seq, &mut record, &id, why.to_string(), Some(advice));
             return;
         }
         tokio::select! {
@@ -169,7 +170,7 @@ async fn deliver(w: Arc<Worker>, seq: u64, mut record: Record, mut shutdown: Shu
         match verdict {
             Verdict::Delivered => {
                 if let Err(e) = w.store.complete(w.target.name(), seq) {
-                    tracing::warn!(target = w.target.name(), delivery_id = %id, error = %e, "Delivered, but could not remove it from the outbox; it may be sent again");
+                    tracing::warn!(target = w.target.name(), delivery_id = %id, error = %error_chain(&e), "Delivered, but could not remove it from the outbox; it may be sent again");
                 }
                 m.delivered.inc();
                 m.pending.add(-1);
@@ -196,7 +197,7 @@ async fn deliver(w: Arc<Worker>, seq: u64, mut record: Record, mut shutdown: Shu
                 record.next_attempt_ms = now + delay.as_millis() as u64;
                 record.reason = reason;
                 if let Err(e) = w.store.reschedule(w.target.name(), seq, &record) {
-                    tracing::warn!(target = w.target.name(), delivery_id = %id, error = %e, "Could not store the retry schedule");
+                    tracing::warn!(target = w.target.name(), delivery_id = %id, error = %error_chain(&e), "Could not store the retry schedule");
                 }
                 m.retried.inc();
                 tracing::warn!(

@@ -20,6 +20,15 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::config::Config;
+
+/// `println!` that ignores a closed stdout (`badger-relay demo | head`): printing is a
+/// side show, the receiver must keep answering and the pipeline keep running.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 use crate::shutdown;
 
 const MONITORS: [(&str, &str); 3] = [
@@ -82,14 +91,14 @@ pub async fn run() -> anyhow::Result<()> {
         &|_| None,
     )?;
 
-    println!(
+    say!(
         "badger-relay demo: a simulated ScrapeBadger stream on ws://{stream_addr}, a receiver on http://{receiver_addr},"
     );
-    println!(
+    say!(
         "and the real pipeline between them (outbox in {}). Ctrl-C to stop.\n",
         data.path().display()
     );
-    println!(
+    say!(
         "Routes: \"Tech Leaders\" → Slack · authors elonmusk/sama → Discord · everything → HTTP\n"
     );
 
@@ -104,7 +113,7 @@ pub async fn run() -> anyhow::Result<()> {
         on_signal.trigger();
     });
     let result = crate::app::run(config, trigger).await;
-    println!("\ndemo stopped.");
+    say!("\ndemo stopped.");
     result
 }
 
@@ -218,7 +227,7 @@ async fn receive(
 ) -> StatusCode {
     let n = r.requests.fetch_add(1, Ordering::Relaxed);
     if n % 7 == 6 {
-        println!("✗ {kind:<7} answered 503 (simulated outage): the outbox will retry\n");
+        say!("✗ {kind:<7} answered 503 (simulated outage): the outbox will retry\n");
         return StatusCode::SERVICE_UNAVAILABLE;
     }
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -231,7 +240,7 @@ async fn receive(
 }
 
 fn print_slack(p: &Value) {
-    println!("┌ Slack  ({} bytes of Block Kit)", p.to_string().len());
+    say!("┌ Slack  ({} bytes of Block Kit)", p.to_string().len());
     for block in p["blocks"].as_array().into_iter().flatten() {
         let text = block["text"]["text"]
             .as_str()
@@ -246,24 +255,24 @@ fn print_slack(p: &Value) {
             });
         if let Some(t) = text.filter(|t| !t.is_empty()) {
             for line in t.lines() {
-                println!("│ {line}");
+                say!("│ {line}");
             }
         }
     }
     if p["blocks"].as_array().is_none_or(|b| b.is_empty()) {
-        println!("│ {}", p["text"].as_str().unwrap_or(""));
+        say!("│ {}", p["text"].as_str().unwrap_or(""));
     }
-    println!("└\n");
+    say!("└\n");
 }
 
 fn print_discord(p: &Value) {
     let embed = &p["embeds"][0];
-    println!(
+    say!(
         "┌ Discord  (embed; allowed_mentions = {})",
         p["allowed_mentions"]
     );
     if let Some(a) = embed["author"]["name"].as_str() {
-        println!("│ {a}");
+        say!("│ {a}");
     }
     for line in embed["description"]
         .as_str()
@@ -271,12 +280,12 @@ fn print_discord(p: &Value) {
         .unwrap_or("")
         .lines()
     {
-        println!("│ {line}");
+        say!("│ {line}");
     }
     if let Some(f) = embed["footer"]["text"].as_str() {
-        println!("│ — {f}");
+        say!("│ — {f}");
     }
-    println!("└\n");
+    say!("└\n");
 }
 
 fn print_http(headers: &HeaderMap, body: &[u8]) {
@@ -287,11 +296,11 @@ fn print_http(headers: &HeaderMap, body: &[u8]) {
             .unwrap_or("-")
             .to_owned()
     };
-    println!(
+    say!(
         "┌ HTTP POST  webhook-id: {}  webhook-signature: {}…",
         h("webhook-id"),
         h("webhook-signature").chars().take(16).collect::<String>()
     );
-    println!("│ {}", String::from_utf8_lossy(body));
-    println!("└\n");
+    say!("│ {}", String::from_utf8_lossy(body));
+    say!("└\n");
 }

@@ -105,16 +105,18 @@ fn main() -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {:#}", anyhow::Error::from(e));
             return ExitCode::from(2);
         }
     };
     let result = match args.command {
         Command::Demo => unreachable!("handled above"),
         Command::Check => {
-            print!("{}", config.summary());
-            println!("config OK: {}", path.display());
-            Ok(())
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            write!(out, "{}", config.summary())
+                .and_then(|()| writeln!(out, "config OK: {}", path.display()))
+                .map_err(anyhow::Error::from)
         }
         Command::Route { event } => {
             read_event(event).and_then(|raw| cli::route(&config, raw, &mut std::io::stdout()))

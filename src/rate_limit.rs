@@ -12,6 +12,9 @@ use tokio::time::Instant;
 
 use crate::config::RateLimit;
 
+/// How much slower than the configured rate requests are spaced.
+const SAFETY: f64 = 1.02;
+
 #[derive(Debug)]
 pub struct RateLimiter {
     state: Mutex<State>,
@@ -36,7 +39,10 @@ impl RateLimiter {
                 refilled: Instant::now(),
                 paused_until: None,
             }),
-            interval: limit.map(|l| l.per / l.count),
+            // 2 % slower than the limit: a request's trip to the platform varies (the first
+            // one also opens the connection), so two sent exactly 1/rate apart can arrive
+            // closer than that and earn the 429 the limiter exists to avoid.
+            interval: limit.map(|l| (l.per / l.count).mul_f64(SAFETY)),
             burst,
         }
     }
@@ -72,6 +78,19 @@ impl RateLimiter {
         }
     }
 
+    /// An answer came back. For a limit of one request per period, the next period starts
+    /// now rather than when the request left: the platform saw the request somewhere
+    /// between the two, so only this spacing guarantees two requests never arrive closer
+    /// than the period (at the cost of the round trip, which is small next to "1/s").
+    /// Limits with a burst keep plain token-bucket timing.
+    pub fn answered(&self) {
+        if self.interval.is_some() && self.burst <= 1.0 {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.tokens = s.tokens.min(0.0);
+            s.refilled = Instant::now();
+        }
+    }
+
     /// No request before `now + d` (a 429, or a rate-limit bucket that ran dry).
     pub fn pause_for(&self, d: Duration) {
         let until = Instant::now() + d;
@@ -104,6 +123,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn one_per_period_counts_from_the_answer() {
+        let l = RateLimiter::new(Some(RateLimit {
+            count: 1,
+            per: Duration::from_secs(1),
+        }));
+        l.acquire().await;
+        let sent = Instant::now();
+        tokio::time::sleep(Duration::from_millis(300)).await; // the round trip
+        l.answered();
+        l.acquire().await;
+        assert!(
+            sent.elapsed() >= Duration::from_millis(1300),
+            "{:?}",
+            sent.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn five_per_two_seconds_allows_a_burst_of_five() {
         let l = RateLimiter::new(Some(RateLimit {
             count: 5,
@@ -115,7 +152,11 @@ mod tests {
         }
         assert!(start.elapsed() < Duration::from_millis(1));
         l.acquire().await;
-        assert!(start.elapsed() >= Duration::from_millis(399));
+        assert!(start.elapsed() >= Duration::from_millis(400));
+        assert!(
+            start.elapsed() <= Duration::from_millis(420),
+            "the safety margin stays small"
+        );
     }
 
     #[tokio::test(start_paused = true)]

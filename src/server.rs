@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +23,7 @@ use crate::event::Event;
 use crate::intake::Accepted;
 use crate::secret::Secret;
 use crate::shutdown::Shutdown;
+use crate::telemetry::error_chain;
 
 mod normalize;
 
@@ -94,9 +96,23 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn ingest(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn ingest(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let Some(secret) = &s.ingest_secret else {
         return StatusCode::NOT_FOUND.into_response();
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            // Over max_message_size (or a broken upload): counted and logged like an
+            // oversized stream frame. The signature cannot be checked without the body.
+            s.handles.metrics.events_invalid.inc();
+            tracing::warn!(status = rejection.status().as_u16(), error = %rejection.body_text(), "Rejected an /ingest body");
+            return rejection.into_response();
+        }
     };
     let signature = ["x-signature-256", "x-scrapebadger-signature"]
         .iter()
@@ -123,7 +139,7 @@ async fn store(s: &AppState, event: Event) -> Response {
             (StatusCode::ACCEPTED, "accepted\n").into_response()
         }
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "Could not store an /ingest event; asking the sender to retry");
+            tracing::error!(error = %error_chain(&e), "Could not store an /ingest event; asking the sender to retry");
             (StatusCode::SERVICE_UNAVAILABLE, "not stored, retry later\n").into_response()
         }
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
@@ -145,7 +161,7 @@ fn verify(secret: &Secret, body: &[u8], header: &str) -> bool {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

@@ -24,7 +24,6 @@ use tokio_tungstenite::tungstenite::{self, Message, protocol::WebSocketConfig};
 use crate::config::SourceConfig;
 use crate::event::Event;
 use crate::intake::Intake;
-use crate::secret::redact_url;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 
@@ -102,15 +101,8 @@ impl Source {
     }
 
     pub async fn run(self, mut shutdown: Shutdown) {
-        let shown_url = format!(
-            "{}?api_key=***",
-            redact_url(&self.config.url).trim_end_matches("/***")
-        );
-        let shown_url = if self.config.api_key.is_some() {
-            shown_url
-        } else {
-            self.config.url.to_string()
-        };
+        // The configured URL never holds the key (the config refuses `api_key=` in it).
+        let shown_url = format!("{}?api_key=***", self.config.url);
         let mut backoff = self.backoff();
         let mut first = true;
         while !shutdown.is_triggered() {

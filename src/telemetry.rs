@@ -38,6 +38,21 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// "a: b: c" from an error and its sources, for one log field.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
 

@@ -13,6 +13,7 @@
 
 mod document;
 mod error;
+pub(crate) use error::closest;
 mod interpolate;
 mod schema;
 mod summary;

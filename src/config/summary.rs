@@ -228,16 +228,16 @@ fn rate_limit(r: RateLimit) -> String {
 
 /// The largest whole unit: `500ms`, `75s`, `5m`, `24h`.
 pub(crate) fn duration(d: Duration) -> String {
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return humantime::format_duration(d).to_string();
     }
     if d.subsec_millis() != 0 || d.is_zero() {
         return format!("{}ms", d.as_millis());
     }
     let secs = d.as_secs();
-    if secs % 3600 == 0 {
+    if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")
@@ -248,7 +248,7 @@ pub(crate) fn duration(d: Duration) -> String {
 fn size(bytes: usize) -> String {
     const UNITS: &[(usize, &str)] = &[(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (unit, name) in UNITS {
-        if bytes >= *unit && bytes % unit == 0 {
+        if bytes >= *unit && bytes.is_multiple_of(*unit) {
             return format!("{}{name}", bytes / unit);
         }
     }

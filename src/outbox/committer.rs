@@ -18,6 +18,7 @@ use super::{Outbox, OutboxError, now_ms};
 use crate::config::DedupeMode;
 use crate::event::Event;
 use crate::telemetry::Metrics;
+use crate::telemetry::error_chain;
 
 /// How many events one fsync may cover at most.
 const GROUP_MAX: usize = 1024;
@@ -137,7 +138,7 @@ async fn run(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, events = group.len(), "Could not make accepted events durable; they are not acknowledged");
+                tracing::error!(error = %error_chain(&e), events = group.len(), "Could not make accepted events durable; they are not acknowledged");
             }
         }
         for (sub, result) in group.drain(..).zip(results.drain(..)) {
@@ -151,7 +152,7 @@ async fn run(
             };
             if let Err(e) = &result {
                 if sub.ack.is_none() {
-                    tracing::error!(error = %e, tweet_id = sub.event.fields().tweet_id.as_deref().unwrap_or(""), "Event lost: the outbox could not store it");
+                    tracing::error!(error = %error_chain(&e), tweet_id = sub.event.fields().tweet_id.as_deref().unwrap_or(""), "Event lost: the outbox could not store it");
                 }
             } else if let Ok(enq) = &result {
                 for &t in &enq.written {

@@ -51,18 +51,19 @@ const LOCK_FILE: &str = "badger-relay.lock";
 pub enum OutboxError {
     #[error("the outbox {path} is in use by another badger-relay process (stop `run` first)")]
     Locked { path: PathBuf },
-    #[error("cannot open the outbox {path}: {source}")]
+    #[error("cannot open the outbox {path}")]
     Open {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     #[error(
-        "the outbox {path} is damaged or not a badger-relay outbox ({detail}); \
-         move it aside to start empty, or restore it from a backup"
+        "the outbox {path} is damaged or not a badger-relay outbox ({detail}); nothing was \
+         deleted: move the directory aside (keep it for inspection) to start empty, or \
+         restore it from a backup"
     )]
     Corrupt { path: PathBuf, detail: String },
-    #[error("outbox storage error in {path}: {source}")]
+    #[error("outbox storage error in {path}")]
     Storage {
         path: PathBuf,
         #[source]
@@ -189,6 +190,10 @@ impl Outbox {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(open_err(e)),
         }
+        // A store we created always holds `m/instance` (written and flushed first). If its
+        // files exist but the marker does not come back, sled "recovered" a damaged log
+        // as empty: refuse, rather than start fresh and hide the pending deliveries.
+        let existed = path.join("db").join("db").exists();
         let db = open_sled(path)?;
         let storage = |source| OutboxError::Storage {
             path: path.to_owned(),
@@ -200,6 +205,12 @@ impl Outbox {
                 return Err(OutboxError::Corrupt {
                     path: path.to_owned(),
                     detail: "bad instance marker".into(),
+                });
+            }
+            None if existed => {
+                return Err(OutboxError::Corrupt {
+                    path: path.to_owned(),
+                    detail: "its data could not be recovered".into(),
                 });
             }
             None => {

@@ -74,13 +74,12 @@ fn normalize_legacy(mut map: Map<String, Value>) -> Vec<u8> {
     for (k, v) in map {
         out.entry(k).or_insert(v);
     }
-    if !out.contains_key("tweet_url") {
-        if let (Some(Value::String(user)), Some(Value::String(id))) =
+    if !out.contains_key("tweet_url")
+        && let (Some(Value::String(user)), Some(Value::String(id))) =
             (out.get("author_username"), out.get("tweet_id"))
-        {
-            let url = format!("https://x.com/{}/status/{id}", user.trim_start_matches('@'));
-            out.insert("tweet_url".into(), Value::String(url));
-        }
+    {
+        let url = format!("https://x.com/{}/status/{id}", user.trim_start_matches('@'));
+        out.insert("tweet_url".into(), Value::String(url));
     }
     out.insert("tweet_data".into(), tweet);
     serde_json::to_vec(&out).expect("a JSON map serialises")

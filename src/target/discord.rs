@@ -191,6 +191,16 @@ pub fn retry_after_from_body(body: &[u8]) -> Option<Duration> {
 /// Discord's error body is `{"code": N, "message": "...", "errors": {...}}`; the code is
 /// more specific than the status (a 404 may be the webhook or the thread), so it is
 /// read first.
+/// Whether the answer says the webhook itself is gone (404 Unknown Webhook, code 10015,
+/// or a bare 404), as opposed to a 404 about something else such as a wrong `thread_id`
+/// (10003). Only then must the webhook not be called again.
+pub fn webhook_deleted(status: u16, body: &[u8]) -> bool {
+    let code = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("code").and_then(Value::as_u64));
+    matches!((status, code), (_, Some(10015)) | (404, None | Some(0)))
+}
+
 pub fn diagnose(status: u16, body: &[u8]) -> Option<&'static str> {
     if !(400..500).contains(&status) || matches!(status, 408 | 425 | 429) {
         return None;
@@ -345,6 +355,22 @@ mod tests {
         ] {
             assert_eq!(retry_after_from_body(body), None, "{body:?}");
         }
+    }
+
+    #[test]
+    fn only_an_unknown_webhook_counts_as_deleted() {
+        assert!(webhook_deleted(
+            404,
+            br#"{"message": "Unknown Webhook", "code": 10015}"#
+        ));
+        assert!(webhook_deleted(404, b""));
+        assert!(webhook_deleted(404, b"<html>not found</html>"));
+        assert!(!webhook_deleted(
+            404,
+            br#"{"message": "Unknown Channel", "code": 10003}"#
+        ));
+        assert!(!webhook_deleted(400, br#"{"code": 50035}"#));
+        assert!(!webhook_deleted(200, b"{}"));
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub struct Target {
     pub config: TargetConfig,
     client: reqwest::Client,
     pub limiter: RateLimiter,
+    /// What every request carries: `Content-Type` and, for http targets, the configured
+    /// headers, built once here rather than per delivery. Values are marked sensitive so
+    /// no debug print of a request shows a token.
+    base_headers: HeaderMap,
     /// Set when the platform said the webhook no longer exists.
     gone: AtomicBool,
 }
@@ -91,10 +95,28 @@ impl Target {
             // A redirect would re-send the payload somewhere the operator did not name.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let mut base_headers = HeaderMap::new();
+        base_headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let TargetKind::Http(opts) = &config.kind {
+            for (name, value) in &opts.headers {
+                // The config validated both; a pair that does not parse is left out, not sent broken.
+                if let (Ok(n), Ok(mut v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value.expose()),
+                ) {
+                    v.set_sensitive(true);
+                    base_headers.insert(n, v);
+                }
+            }
+        }
         Ok(Target {
             limiter: RateLimiter::new(config.rate_limit),
             config,
             client,
+            base_headers,
             gone: AtomicBool::new(false),
         })
     }
@@ -103,11 +125,13 @@ impl Target {
         &self.config.name
     }
 
-    /// Why this target must not be called again, if the platform said so.
-    pub fn gone(&self) -> Option<&'static str> {
-        self.gone.load(Ordering::Relaxed).then_some(
-            "the Discord webhook was deleted (404 Unknown Webhook): create a new webhook and update the target's url, then `outbox retry`",
-        )
+    /// Why this target must not be called again, if the platform said so: the reason
+    /// for the dead letter, and what the operator must do.
+    pub fn gone(&self) -> Option<(&'static str, &'static str)> {
+        self.gone.load(Ordering::Relaxed).then_some((
+            "not sent: the Discord webhook was deleted (it answered 404 Unknown Webhook); Discord asks clients to stop calling it",
+            "create a new Discord webhook, update the target's url, restart, then `badger-relay outbox retry --target` to send these",
+        ))
     }
 
     /// The exact request for one delivery. `timestamp` is seconds since the epoch.
@@ -117,11 +141,7 @@ impl Target {
         timestamp: u64,
         event: &Bytes,
     ) -> Result<Request, RenderError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        let mut headers = self.base_headers.clone();
         let (method, url, body) = match &self.config.kind {
             TargetKind::Http(opts) => {
                 let method = match opts.method {
@@ -140,15 +160,6 @@ impl Target {
                         HeaderName::from_static("webhook-signature"),
                         HeaderValue::from_str(&sig).expect("base64 is ASCII"),
                     );
-                }
-                for (name, value) in &opts.headers {
-                    // Validated at start-up; a value that no longer parses is skipped, not sent broken.
-                    if let (Ok(n), Ok(v)) = (
-                        HeaderName::from_bytes(name.as_bytes()),
-                        HeaderValue::from_str(value.expose()),
-                    ) {
-                        headers.insert(n, v);
-                    }
                 }
                 (method, self.config.url.expose().clone(), event.clone())
             }
@@ -233,6 +244,7 @@ impl Target {
     /// Decide what an answer means for this target, and apply what it says about the
     /// target as a whole (pauses, a deleted webhook).
     pub fn judge(&self, answer: &Answer) -> Judgement {
+        self.limiter.answered();
         if let Some(reset) = answer.bucket_reset {
             self.limiter.pause_for(reset);
         }
@@ -248,7 +260,7 @@ impl Target {
                 let advice = match &self.config.kind {
                     TargetKind::Slack(_) => slack::diagnose(status, answer.body.as_bytes()),
                     TargetKind::Discord(_) => {
-                        if status == 404 {
+                        if discord::webhook_deleted(status, answer.body.as_bytes()) {
                             self.gone.store(true, Ordering::Relaxed);
                         }
                         discord::diagnose(status, answer.body.as_bytes())
@@ -305,25 +317,10 @@ fn transport_failure(e: reqwest::Error, elapsed: Duration) -> Answer {
     Answer {
         result,
         body: String::new(),
-        error: Some(error_chain(&e.without_url())),
+        error: Some(crate::telemetry::error_chain(&e.without_url())),
         bucket_reset: None,
         elapsed,
     }
-}
-
-/// "a: b: c" from an error and its sources, for one log field.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// Seconds since the epoch, for `webhook-timestamp`.

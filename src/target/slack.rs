@@ -77,11 +77,12 @@ fn truncate_mrkdwn(s: &str, max: usize) -> Cow<'_, str> {
     loop {
         let kept = &s[..idx];
         // An opened `<` whose `>` was cut off: drop the whole link.
-        if let Some(lt) = kept.rfind('<') {
-            if !kept[lt..].contains('>') && s[lt..].contains('>') {
-                idx = lt;
-                continue;
-            }
+        if let Some(lt) = kept.rfind('<')
+            && !kept[lt..].contains('>')
+            && s[lt..].contains('>')
+        {
+            idx = lt;
+            continue;
         }
         // A cut through `&amp;`, `&lt;` or `&gt;`: drop the whole entity.
         if let Some(amp) = kept.rfind('&') {
