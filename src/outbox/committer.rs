@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::{Outbox, OutboxError, now_ms};
+use super::{Group, Outbox, OutboxError, now_ms};
 use crate::config::DedupeMode;
 use crate::event::Event;
 use crate::telemetry::Metrics;
@@ -112,25 +112,32 @@ async fn run(
     let mut results = Vec::with_capacity(GROUP_MAX);
     let mut touched = vec![false; targets.len()];
     while rx.recv_many(&mut group, GROUP_MAX).await > 0 {
-        let now = now_ms();
+        let mut batch = store.group(dedupe_window, now_ms());
         let mut highest = 0;
         for sub in group.iter() {
-            let result = write_one(&store, &targets, dedupe_window, now, sub);
-            if let Ok((seq, enq)) = &result {
+            let result = write_one(&mut batch, &targets, sub);
+            if let Ok((seq, _)) = &result {
                 highest = highest.max(*seq);
-                for &t in &enq.written {
-                    touched[t] = true;
-                }
-                if !enq.duplicates.is_empty() {
-                    metrics.events_duplicate.inc();
-                }
             }
             results.push(result.map(|(_, enq)| enq));
         }
-        let flushed = store.flush().await;
-        match &flushed {
+        // One batch and one fsync for the whole group.
+        let stored = match batch.commit() {
+            Ok(()) => store.flush().await,
+            Err(e) => Err(e),
+        };
+        match &stored {
             Ok(()) => {
                 durable.fetch_max(highest, Ordering::Release);
+                for enq in results.iter().flatten() {
+                    for &t in &enq.written {
+                        touched[t] = true;
+                        metrics.target(t).pending.add(1);
+                    }
+                    if !enq.duplicates.is_empty() {
+                        metrics.events_duplicate.inc();
+                    }
+                }
                 for (t, hit) in touched.iter_mut().enumerate() {
                     if std::mem::take(hit) {
                         targets[t].wake.notify_one();
@@ -138,26 +145,19 @@ async fn run(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %error_chain(&e), events = group.len(), "Could not make accepted events durable; they are not acknowledged");
+                tracing::error!(error = %error_chain(e), events = group.len(), "Could not make accepted events durable; they are not acknowledged");
             }
         }
         for (sub, result) in group.drain(..).zip(results.drain(..)) {
-            let result = match (&flushed, result) {
+            let result = match (&stored, result) {
                 (Ok(()), r) => r,
-                (Err(_), Ok(_)) => Err(OutboxError::Storage {
+                (Err(e), _) => Err(OutboxError::Unavailable {
                     path: store.path().to_owned(),
-                    source: sled::Error::Io(std::io::Error::other("flush failed")),
+                    detail: error_chain(e),
                 }),
-                (Err(_), Err(e)) => Err(e),
             };
-            if let Err(e) = &result {
-                if sub.ack.is_none() {
-                    tracing::error!(error = %error_chain(&e), tweet_id = sub.event.fields().tweet_id.as_deref().unwrap_or(""), "Event lost: the outbox could not store it");
-                }
-            } else if let Ok(enq) = &result {
-                for &t in &enq.written {
-                    metrics.target(t).pending.add(1);
-                }
+            if let (Err(e), None) = (&result, &sub.ack) {
+                tracing::error!(error = %error_chain(e), tweet_id = sub.event.fields().tweet_id.as_deref().unwrap_or(""), "Event lost: the outbox could not store it");
             }
             if let Some(ack) = sub.ack {
                 let _ = ack.send(result);
@@ -168,10 +168,8 @@ async fn run(
 }
 
 fn write_one(
-    store: &Outbox,
+    batch: &mut Group<'_>,
     targets: &[TargetSlot],
-    dedupe_window: Duration,
-    now: u64,
     sub: &Submission,
 ) -> Result<(u64, Enqueued), OutboxError> {
     let mut tweet_key = None;
@@ -192,7 +190,7 @@ fn write_one(
             (slot.name.as_str(), key)
         })
         .collect();
-    let (seq, written_pos) = store.enqueue(sub.event.raw(), &keyed, dedupe_window, now)?;
+    let (seq, written_pos) = batch.add(sub.event.raw(), &keyed)?;
     let written: Vec<usize> = written_pos.iter().map(|&i| sub.targets[i]).collect();
     let duplicates = sub
         .targets

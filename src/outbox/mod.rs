@@ -63,6 +63,9 @@ pub enum OutboxError {
          restore it from a backup"
     )]
     Corrupt { path: PathBuf, detail: String },
+    /// A group could not be written or flushed; each of its events gets this.
+    #[error("the outbox {path} could not store the event: {detail}")]
+    Unavailable { path: PathBuf, detail: String },
     #[error("outbox storage error in {path}")]
     Storage {
         path: PathBuf,
@@ -254,9 +257,7 @@ impl Outbox {
         }
     }
 
-    /// Write one event's deliveries to the targets not already marked by their dedupe key,
-    /// with the marks, in one atomic batch. Not yet durable: call [`Outbox::flush`].
-    /// `targets` holds (target name, dedupe key). Returns the seq and the targets written.
+    /// Write one event's deliveries, as [`Group::add`] does, in a group of its own.
     pub fn enqueue(
         &self,
         body: &Bytes,
@@ -264,32 +265,27 @@ impl Outbox {
         dedupe_window: Duration,
         now_ms: u64,
     ) -> Result<(u64, Vec<usize>), OutboxError> {
-        let mut batch = sled::Batch::default();
-        let mut written = Vec::with_capacity(targets.len());
-        let expiry = now_ms + dedupe_window.as_millis() as u64;
-        let mut seq = 0;
-        for (i, (target, dedupe)) in targets.iter().enumerate() {
-            let mark = dedupe_key(target, dedupe);
-            if let Some(v) = self.db.get(&mark).map_err(|e| self.storage(e))? {
-                let until = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-                if until > now_ms {
-                    continue;
-                }
-            }
-            if written.is_empty() {
-                seq = self.db.generate_id().map_err(|e| self.storage(e))?;
-            }
-            batch.insert(mark, &expiry.to_be_bytes());
-            batch.insert(
-                key(State::Pending, target, seq),
-                Record::new(body.clone(), now_ms).encode(),
-            );
-            written.push(i);
+        let mut group = self.group(dedupe_window, now_ms);
+        let written = group.add(body, targets)?;
+        group.commit()?;
+        Ok(written)
+    }
+
+    /// Start a group of events to be written in one atomic batch.
+    ///
+    /// sled writes every batch to its log with a system call of its own, so one batch per
+    /// group, not per event, is what makes group commit pay. One batch for the whole group
+    /// also keeps the invariant (an event's marks never without its deliveries) with room
+    /// to spare: the group is all or nothing.
+    pub fn group(&self, dedupe_window: Duration, now_ms: u64) -> Group<'_> {
+        Group {
+            store: self,
+            batch: sled::Batch::default(),
+            marks: std::collections::HashSet::new(),
+            expiry: (now_ms + dedupe_window.as_millis() as u64).to_be_bytes(),
+            now_ms,
+            empty: true,
         }
-        if !written.is_empty() {
-            self.db.apply_batch(batch).map_err(|e| self.storage(e))?;
-        }
-        Ok((seq, written))
     }
 
     /// Make every write so far durable (fsync).
@@ -492,6 +488,68 @@ impl Outbox {
     /// Target names that have pending or dead deliveries.
     pub fn targets_with_deliveries(&self) -> Result<Vec<String>, OutboxError> {
         Ok(self.stats()?.into_keys().collect())
+    }
+}
+
+/// Events being written together: see [`Outbox::group`].
+pub struct Group<'a> {
+    store: &'a Outbox,
+    batch: sled::Batch,
+    /// Dedupe marks set earlier in this group, not yet visible to `get`.
+    marks: std::collections::HashSet<Vec<u8>>,
+    expiry: [u8; 8],
+    now_ms: u64,
+    empty: bool,
+}
+
+impl Group<'_> {
+    /// Add one event's deliveries for the targets whose dedupe key is not marked within
+    /// the window (on disk or earlier in this group), with their marks. `targets` holds
+    /// (target name, dedupe key). Returns the event's seq and the positions in `targets`
+    /// that got a delivery.
+    pub fn add(
+        &mut self,
+        body: &Bytes,
+        targets: &[(&str, String)],
+    ) -> Result<(u64, Vec<usize>), OutboxError> {
+        let store = self.store;
+        let mut written = Vec::with_capacity(targets.len());
+        let mut seq = 0;
+        for (i, (target, dedupe)) in targets.iter().enumerate() {
+            let mark = dedupe_key(target, dedupe);
+            if self.marks.contains(&mark) {
+                continue;
+            }
+            if let Some(v) = store.db.get(&mark).map_err(|e| store.storage(e))? {
+                let until = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+                if until > self.now_ms {
+                    continue;
+                }
+            }
+            if written.is_empty() {
+                seq = store.db.generate_id().map_err(|e| store.storage(e))?;
+            }
+            self.batch.insert(mark.as_slice(), &self.expiry);
+            self.marks.insert(mark);
+            self.batch.insert(
+                key(State::Pending, target, seq),
+                Record::new(body.clone(), self.now_ms).encode(),
+            );
+            written.push(i);
+        }
+        self.empty &= written.is_empty();
+        Ok((seq, written))
+    }
+
+    /// Write the group in one atomic batch. Not yet durable: call [`Outbox::flush`].
+    pub fn commit(self) -> Result<(), OutboxError> {
+        if self.empty {
+            return Ok(());
+        }
+        self.store
+            .db
+            .apply_batch(self.batch)
+            .map_err(|e| self.store.storage(e))
     }
 }
 

@@ -320,3 +320,45 @@ fn a_truncated_log_is_not_taken_for_an_empty_store() {
         "{err}"
     );
 }
+
+#[test]
+fn a_group_is_one_batch_and_dedupes_within_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let mut group = store.group(DAY, 0);
+    let (a, w1) = group
+        .add(
+            &body("{\"n\":1}"),
+            &[("x", "t:1".into()), ("y", "t:1".into())],
+        )
+        .unwrap();
+    let (_, w2) = group
+        .add(
+            &body("{\"n\":2}"),
+            &[("x", "t:1".into()), ("y", "t:2".into())],
+        )
+        .unwrap();
+    assert_eq!(
+        (w1, w2),
+        (vec![0, 1], vec![1]),
+        "t:1 to x was marked earlier in the group"
+    );
+    assert!(
+        pending_seqs(&store, "x").is_empty(),
+        "nothing is visible before the commit"
+    );
+    group.commit().unwrap();
+    assert_eq!(pending_seqs(&store, "x"), vec![a]);
+    assert_eq!(pending_seqs(&store, "y").len(), 2);
+    // A group of duplicates only writes nothing.
+    let mut group = store.group(DAY, 1);
+    assert!(
+        group
+            .add(&body("{}"), &[("x", "t:1".into())])
+            .unwrap()
+            .1
+            .is_empty()
+    );
+    group.commit().unwrap();
+    assert_eq!(pending_seqs(&store, "x").len(), 1);
+}
