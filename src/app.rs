@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::delivery::Worker;
 use crate::intake::Intake;
-use crate::outbox::{Committer, Outbox, State, TargetSlot, now_ms};
+use crate::outbox::{Committer, Handoff, Outbox, State, TargetSlot, now_ms};
 use crate::routes::Router;
 use crate::shutdown::{Shutdown, Trigger};
 use crate::source::Source;
@@ -69,6 +69,7 @@ pub async fn run(config: Config, trigger: Arc<Trigger>) -> anyhow::Result<()> {
             name: t.name.clone(),
             dedupe: t.dedupe,
             wake: Arc::new(Notify::new()),
+            handoff: Arc::new(Handoff::default()),
         })
         .collect();
     let durable = Arc::new(AtomicU64::new(store.watermark()?));
@@ -88,6 +89,7 @@ pub async fn run(config: Config, trigger: Arc<Trigger>) -> anyhow::Result<()> {
             target: target.clone(),
             store: store.clone(),
             wake: slots[index].wake.clone(),
+            handoff: slots[index].handoff.clone(),
             durable: durable.clone(),
             metrics: metrics.clone(),
         };

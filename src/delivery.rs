@@ -20,12 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
 use tokio::sync::Notify;
 
 use crate::event::Fields;
-use crate::outbox::{Outbox, Record, now_ms};
+use crate::outbox::{Handoff, Outbox, Record, now_ms};
 use crate::retry::{self, Verdict};
 use crate::shutdown::Shutdown;
 use crate::target::{Judgement, Target, unix_now};
@@ -45,6 +43,8 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// The highest seq known to be on disk.
     pub durable: Arc<AtomicU64>,
+    /// Deliveries just made durable, handed over in memory.
+    pub handoff: Arc<Handoff>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -52,41 +52,30 @@ impl Worker {
     pub async fn run(self, mut shutdown: Shutdown) {
         let this = Arc::new(self);
         let concurrency = this.target.config.concurrency.max(1);
-        let mut cursor: Option<u64> = None;
-        let mut buffer: VecDeque<(u64, Record)> = VecDeque::new();
-        let mut in_flight = FuturesUnordered::new();
+        let mut queue = Queue::default();
+        // Each attempt is a task of its own, so the deliveries of one busy target can use
+        // every core; the worker only decides what starts when.
+        let mut in_flight = tokio::task::JoinSet::new();
         let mut stopping = shutdown.is_triggered();
         loop {
             while !stopping && in_flight.len() < concurrency {
-                if buffer.is_empty() {
-                    let upto = this.durable.load(Ordering::Acquire);
-                    match this
-                        .store
-                        .pending(this.target.name(), cursor, upto, READ_AHEAD)
-                    {
-                        Ok(batch) => {
-                            if let Some((seq, _)) = batch.last() {
-                                cursor = Some(*seq);
-                            }
-                            buffer.extend(batch);
-                        }
-                        Err(e) => {
-                            tracing::error!(target = this.target.name(), error = %error_chain(&e), "Cannot read the outbox; deliveries to this target are stalled");
-                        }
-                    }
-                }
-                let Some((seq, record)) = buffer.pop_front() else {
+                let Some((seq, record)) = queue.next(&this) else {
                     break;
                 };
-                in_flight.push(deliver(this.clone(), seq, record, shutdown.clone()));
+                in_flight.spawn(deliver(this.clone(), seq, record, shutdown.clone()));
             }
             if stopping && in_flight.is_empty() {
                 break;
             }
-            let idle = buffer.is_empty() && in_flight.len() < concurrency;
+            let idle = queue.buffer.is_empty() && in_flight.len() < concurrency;
             tokio::select! {
                 _ = shutdown.wait(), if !stopping => stopping = true,
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if let Err(e) = done
+                        && e.is_panic() {
+                            tracing::error!(target = this.target.name(), "A delivery task panicked; the delivery stays pending and is retried after restart");
+                        }
+                }
                 _ = this.wake.notified(), if !stopping && idle => {}
             }
         }
@@ -121,6 +110,56 @@ impl Worker {
             Err(e) => {
                 tracing::error!(target = self.target.name(), delivery_id = id, error = %error_chain(&e), "Cannot dead-letter a delivery; it stays pending")
             }
+        }
+    }
+}
+
+/// What a worker will start next, in seq order.
+#[derive(Default)]
+struct Queue {
+    /// Read ahead, from the handoff or from disk.
+    buffer: VecDeque<(u64, Record)>,
+    /// The highest seq taken into `buffer`.
+    cursor: Option<u64>,
+    /// Reading from disk until caught up with the durable watermark: set at start (a
+    /// backlog may be waiting) and whenever the handoff overflowed.
+    from_disk: bool,
+    started: bool,
+}
+
+impl Queue {
+    fn next(&mut self, w: &Worker) -> Option<(u64, Record)> {
+        if self.buffer.is_empty() {
+            self.refill(w);
+        }
+        self.buffer.pop_front()
+    }
+
+    fn refill(&mut self, w: &Worker) {
+        if !std::mem::replace(&mut self.started, true) {
+            self.from_disk = true;
+        } else if !self.from_disk && !w.handoff.take(&mut self.buffer, self.cursor) {
+            self.from_disk = true;
+        }
+        if self.from_disk {
+            let upto = w.durable.load(Ordering::Acquire);
+            match w
+                .store
+                .pending(w.target.name(), self.cursor, upto, READ_AHEAD)
+            {
+                Ok(batch) => {
+                    // A short read means the disk has nothing more up to the watermark:
+                    // from here on the handoff holds everything newer.
+                    self.from_disk = batch.len() == READ_AHEAD;
+                    self.buffer.extend(batch);
+                }
+                Err(e) => {
+                    tracing::error!(target = w.target.name(), error = %error_chain(&e), "Cannot read the outbox; deliveries to this target are stalled");
+                }
+            }
+        }
+        if let Some((seq, _)) = self.buffer.back() {
+            self.cursor = Some(*seq);
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::{Group, Outbox, OutboxError, now_ms};
+use super::{Group, Handoff, Outbox, OutboxError, Record, now_ms};
 use crate::config::DedupeMode;
 use crate::event::Event;
 use crate::telemetry::Metrics;
@@ -36,6 +36,8 @@ pub struct Submission {
 /// What happened to a submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
+    /// The event's seq (meaningless when nothing was written).
+    pub seq: u64,
     /// Targets that got a delivery.
     pub written: Vec<usize>,
     /// Targets skipped because their dedupe key was seen within the window.
@@ -49,6 +51,8 @@ pub struct TargetSlot {
     pub dedupe: DedupeMode,
     /// Woken when new deliveries for this target are durable.
     pub wake: Arc<Notify>,
+    /// Where those deliveries are handed over in memory.
+    pub handoff: Arc<Handoff>,
 }
 
 /// The sending side. Dropping every clone ends the committer after it has written and
@@ -112,7 +116,8 @@ async fn run(
     let mut results = Vec::with_capacity(GROUP_MAX);
     let mut touched = vec![false; targets.len()];
     while rx.recv_many(&mut group, GROUP_MAX).await > 0 {
-        let mut batch = store.group(dedupe_window, now_ms());
+        let now = now_ms();
+        let mut batch = store.group(dedupe_window, now);
         let mut highest = 0;
         for sub in group.iter() {
             let result = write_one(&mut batch, &targets, sub);
@@ -128,11 +133,16 @@ async fn run(
         };
         match &stored {
             Ok(()) => {
+                // The watermark first, then the handoff: see handoff.rs.
                 durable.fetch_max(highest, Ordering::Release);
-                for enq in results.iter().flatten() {
+                for (sub, enq) in group.iter().zip(&results) {
+                    let Ok(enq) = enq else { continue };
                     for &t in &enq.written {
                         touched[t] = true;
                         metrics.target(t).pending.add(1);
+                        targets[t]
+                            .handoff
+                            .push(enq.seq, Record::new(sub.event.raw().clone(), now));
                     }
                     if !enq.duplicates.is_empty() {
                         metrics.events_duplicate.inc();
@@ -201,6 +211,7 @@ fn write_one(
     Ok((
         seq,
         Enqueued {
+            seq,
             written,
             duplicates,
         },

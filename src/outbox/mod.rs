@@ -29,9 +29,11 @@
 //! second `run` or an `outbox` command gets [`OutboxError::Locked`] instead of a fight.
 
 mod committer;
+mod handoff;
 mod record;
 
 pub use committer::{Closed, Committer, Enqueued, Submission, TargetSlot};
+pub use handoff::Handoff;
 pub use record::Record;
 
 use std::fs::File;
