@@ -136,9 +136,8 @@ impl Queue {
     }
 
     fn refill(&mut self, w: &Worker) {
-        if !std::mem::replace(&mut self.started, true) {
-            self.from_disk = true;
-        } else if !self.from_disk && !w.handoff.take(&mut self.buffer, self.cursor) {
+        let first = !std::mem::replace(&mut self.started, true);
+        if first || (!self.from_disk && !w.handoff.take(&mut self.buffer, self.cursor)) {
             self.from_disk = true;
         }
         if self.from_disk {
