@@ -11,6 +11,12 @@ use badger_relay::config::Config;
 use badger_relay::telemetry::{self, LogFormat};
 use badger_relay::{cli, shutdown};
 
+/// mimalloc instead of the system allocator: sled allocates and frees a node copy on most
+/// writes, and glibc's malloc spent a fifth of the relay's CPU doing it (BENCHMARKS.md).
+/// Built without transparent huge pages (`no_thp`): with them, the idle RSS was 4x larger.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "badger-relay",
