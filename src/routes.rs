@@ -10,54 +10,117 @@
 //! - routes are tried in file order, each match adds its targets, a matching route with
 //!   `stop = true` ends the walk; a target appears once however many routes name it.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use crate::config::RouteConfig;
 use crate::event::Event;
 
 /// The compiled routes.
+///
+/// Matching is organised so that 100 routes cost little more per event than a few: exact
+/// monitor and author patterns live in hash maps that say, per event, which routes they
+/// satisfy; event types become small integers; all `text` regexes run as one set. Only
+/// wildcard patterns are tried route by route.
 #[derive(Debug, Clone)]
 pub struct Router {
     routes: Vec<Route>,
     target_count: usize,
+    /// Every route's `text` regex in one set: an event's text is scanned once for all of
+    /// them (lazily, only when a route gets as far as its text condition), instead of once
+    /// per route. `None` past regex's size limit: then each route runs its own.
+    texts: Option<regex::RegexSet>,
+    /// The distinct event types routes name; a route holds indices into this list.
+    event_types: Vec<String>,
+    /// Exact lowercased monitor patterns, and the routes that name each.
+    monitor_index: HashMap<String, Vec<usize>>,
+    /// Exact lowercased author patterns (no `@`), and the routes that name each.
+    author_index: HashMap<String, Vec<usize>>,
 }
 
 #[derive(Debug, Clone)]
 struct Route {
-    monitors: Vec<Pattern>,
-    authors: Vec<Pattern>,
-    text: Option<regex::Regex>,
-    events: Vec<String>,
+    monitors: Condition,
+    authors: Condition,
+    /// This route's regex, and its index in [`Router::texts`].
+    text: Option<(usize, regex::Regex)>,
+    /// Indices into [`Router::event_types`].
+    events: Vec<usize>,
     targets: Vec<usize>,
     stop: bool,
 }
 
-/// A lowercased pattern; `*` matches any run of characters.
+/// A `monitors` or `authors` condition. Its exact patterns are in the router's index;
+/// what stays here are the wildcard ones.
 #[derive(Debug, Clone)]
-enum Pattern {
-    Exact(String),
-    Glob(String),
+enum Condition {
+    /// No condition: any value, or none, matches.
+    Any,
+    /// Lowercased patterns with `*`.
+    Patterns { globs: Vec<String> },
 }
 
-impl Pattern {
-    fn new(raw: &str, strip_at: bool) -> Pattern {
+/// Split one list of patterns into the index (exact) and the route's globs.
+fn condition(
+    patterns: &[String],
+    strip_at: bool,
+    route: usize,
+    index: &mut HashMap<String, Vec<usize>>,
+) -> Condition {
+    if patterns.is_empty() {
+        return Condition::Any;
+    }
+    let mut globs = Vec::new();
+    for raw in patterns {
         let raw = if strip_at {
             raw.strip_prefix('@').unwrap_or(raw)
         } else {
-            raw
+            raw.as_str()
         };
         let lower = raw.to_lowercase();
         if lower.contains('*') {
-            Pattern::Glob(lower)
+            globs.push(lower);
         } else {
-            Pattern::Exact(lower)
+            let routes = index.entry(lower).or_default();
+            if routes.last() != Some(&route) {
+                routes.push(route);
+            }
         }
     }
+    Condition::Patterns { globs }
+}
 
-    /// `value` is already lowercased.
-    fn matches(&self, value: &str) -> bool {
-        match self {
-            Pattern::Exact(p) => p == value,
-            Pattern::Glob(p) => glob_match(p, value),
+/// Which routes the exact patterns of an event's values satisfy.
+#[derive(Default)]
+struct Hits(Vec<u64>);
+
+impl Hits {
+    fn of<'v>(
+        index: &HashMap<String, Vec<usize>>,
+        values: impl Iterator<Item = &'v str>,
+        routes: usize,
+    ) -> Hits {
+        let mut hits = Hits::default();
+        if index.is_empty() {
+            return hits;
         }
+        for value in values {
+            if let Some(found) = index.get(value) {
+                if hits.0.is_empty() {
+                    hits.0 = vec![0; routes.div_ceil(64)];
+                }
+                for &r in found {
+                    hits.0[r / 64] |= 1 << (r % 64);
+                }
+            }
+        }
+        hits
+    }
+
+    fn contains(&self, route: usize) -> bool {
+        self.0
+            .get(route / 64)
+            .is_some_and(|w| w & (1 << (route % 64)) != 0)
     }
 }
 
@@ -89,61 +152,132 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 
 /// The event's routed fields, lowercased once per event rather than once per route.
 struct Subject<'a> {
-    event_type: &'a str,
-    monitors: [Option<String>; 4],
-    author: Option<String>,
+    /// Index of the event's type in [`Router::event_types`]; `None`: no route wants it.
+    event_type: Option<usize>,
+    monitor_hits: Hits,
+    author_hits: Hits,
+    monitors: [Option<Cow<'a, str>>; 4],
+    author: Option<Cow<'a, str>>,
     text: Option<&'a str>,
+    /// Which of the router's text regexes match, computed on first need.
+    text_matches: std::cell::OnceCell<regex::SetMatches>,
+}
+
+/// Lowercase without allocating when there is nothing to change (ids, most usernames).
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.chars().any(char::is_uppercase) {
+        Cow::Owned(s.to_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 impl<'a> Subject<'a> {
-    fn new(event: &'a Event) -> Self {
+    fn new(event: &'a Event, router: &Router) -> Self {
         let f = event.fields();
-        let lower = |s: &Option<String>| s.as_deref().map(str::to_lowercase);
+        let field = |s: &'a Option<String>| s.as_deref().map(lower);
+        let monitors = [
+            field(&f.monitor_name),
+            field(&f.monitor_id),
+            field(&f.rule_tag),
+            field(&f.rule_id),
+        ];
+        let author = f
+            .author_username
+            .as_deref()
+            .map(|a| lower(a.strip_prefix('@').unwrap_or(a)));
+        let n = router.routes.len();
         Subject {
-            event_type: event.event_type(),
-            monitors: [
-                lower(&f.monitor_name),
-                lower(&f.monitor_id),
-                lower(&f.rule_tag),
-                lower(&f.rule_id),
-            ],
-            author: f
-                .author_username
-                .as_deref()
-                .map(|a| a.strip_prefix('@').unwrap_or(a).to_lowercase()),
+            event_type: router
+                .event_types
+                .iter()
+                .position(|t| t == event.event_type()),
+            monitor_hits: Hits::of(
+                &router.monitor_index,
+                monitors.iter().flatten().map(|m| m.as_ref()),
+                n,
+            ),
+            author_hits: Hits::of(&router.author_index, author.iter().map(|a| a.as_ref()), n),
+            monitors,
+            author,
             text: f.tweet_text.as_deref(),
+            text_matches: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn text_matches(
+        &self,
+        set: Option<&regex::RegexSet>,
+        (index, re): &(usize, regex::Regex),
+    ) -> bool {
+        let Some(text) = self.text else { return false };
+        match set {
+            Some(set) => self
+                .text_matches
+                .get_or_init(|| set.matches(text))
+                .matched(*index),
+            None => re.is_match(text),
         }
     }
 }
 
 impl Route {
-    fn matches(&self, s: &Subject<'_>) -> bool {
-        if !self.events.iter().any(|e| e == s.event_type) {
+    fn matches(&self, index: usize, s: &Subject<'_>, texts: Option<&regex::RegexSet>) -> bool {
+        if !s.event_type.is_some_and(|t| self.events.contains(&t)) {
             return false;
         }
-        if !self.monitors.is_empty() {
-            let hit = s
-                .monitors
-                .iter()
-                .flatten()
-                .any(|value| self.monitors.iter().any(|p| p.matches(value)));
+        if let Condition::Patterns { globs } = &self.monitors {
+            let hit = s.monitor_hits.contains(index)
+                || s.monitors
+                    .iter()
+                    .flatten()
+                    .any(|v| globs.iter().any(|g| glob_match(g, v)));
             if !hit {
                 return false;
             }
         }
-        if !self.authors.is_empty() {
-            match &s.author {
-                Some(a) if self.authors.iter().any(|p| p.matches(a)) => {}
-                _ => return false,
+        if let Condition::Patterns { globs } = &self.authors {
+            let hit = s.author_hits.contains(index)
+                || s.author
+                    .as_ref()
+                    .is_some_and(|a| globs.iter().any(|g| glob_match(g, a)));
+            if !hit {
+                return false;
             }
         }
-        if let Some(re) = &self.text {
-            match s.text {
-                Some(t) if re.is_match(t) => {}
-                _ => return false,
-            }
+        if let Some(text) = &self.text {
+            return s.text_matches(texts, text);
         }
         true
+    }
+}
+
+/// Targets already chosen for an event: bits on the stack for up to 256 targets.
+enum TargetSet {
+    Small([u64; 4]),
+    Large(Vec<bool>),
+}
+
+impl TargetSet {
+    fn new(n: usize) -> Self {
+        if n <= 256 {
+            TargetSet::Small([0; 4])
+        } else {
+            TargetSet::Large(vec![false; n])
+        }
+    }
+
+    /// True when `t` was not in the set yet.
+    fn insert(&mut self, t: usize) -> bool {
+        match self {
+            TargetSet::Small(bits) => {
+                let (word, bit) = (t / 64, 1u64 << (t % 64));
+                let new = bits[word] & bit == 0;
+                bits[word] |= bit;
+                new
+            }
+            TargetSet::Large(seen) => !std::mem::replace(&mut seen[t], true),
+        }
     }
 }
 
@@ -158,35 +292,60 @@ pub struct Routing {
 
 impl Router {
     pub fn new(routes: &[RouteConfig], target_count: usize) -> Router {
+        let mut patterns = Vec::new();
+        let mut event_types: Vec<String> = Vec::new();
+        let mut monitor_index = HashMap::new();
+        let mut author_index = HashMap::new();
         let routes = routes
             .iter()
-            .map(|r| Route {
-                monitors: r.monitors.iter().map(|m| Pattern::new(m, false)).collect(),
-                authors: r.authors.iter().map(|a| Pattern::new(a, true)).collect(),
-                text: r.text.clone(),
-                events: r.events.clone(),
+            .enumerate()
+            .map(|(i, r)| Route {
+                monitors: condition(&r.monitors, false, i, &mut monitor_index),
+                authors: condition(&r.authors, true, i, &mut author_index),
+                text: r.text.as_ref().map(|re| {
+                    patterns.push(re.as_str().to_owned());
+                    (patterns.len() - 1, re.clone())
+                }),
+                events: r
+                    .events
+                    .iter()
+                    .map(|e| match event_types.iter().position(|t| t == e) {
+                        Some(p) => p,
+                        None => {
+                            event_types.push(e.clone());
+                            event_types.len() - 1
+                        }
+                    })
+                    .collect(),
                 targets: r.targets.clone(),
                 stop: r.stop,
             })
             .collect();
+        // Each pattern compiled on its own in the config; a set of them can still pass
+        // regex's size limit, and then each route checks its own regex.
+        let texts = regex::RegexSet::new(&patterns).ok();
         Router {
             routes,
             target_count,
+            texts,
+            event_types,
+            monitor_index,
+            author_index,
         }
     }
 
     /// Walk the routes for one event.
     pub fn route(&self, event: &Event) -> Routing {
-        let subject = Subject::new(event);
+        let subject = Subject::new(event, self);
         let mut out = Routing::default();
-        let mut seen = vec![false; self.target_count];
+        let mut seen = TargetSet::new(self.target_count);
         for (i, route) in self.routes.iter().enumerate() {
-            if !route.matches(&subject) {
+            if !route.matches(i, &subject, self.texts.as_ref()) {
                 continue;
             }
             out.routes.push(i);
             for &t in &route.targets {
-                if !std::mem::replace(&mut seen[t], true) {
+                if seen.insert(t) {
                     out.targets.push(t);
                 }
             }
@@ -394,5 +553,120 @@ mod tests {
             targets(vec![route(|r| r.monitors = vec!["über news".into()])], e),
             vec![0]
         );
+    }
+
+    /// The contract's rules, written as plainly as possible, to hold the indexed matcher to.
+    fn reference(routes: &[RouteConfig], e: &Event) -> Vec<usize> {
+        let f = e.fields();
+        let like =
+            |pattern: &str, value: &str| glob_match(&pattern.to_lowercase(), &value.to_lowercase());
+        let mut out = vec![];
+        for r in routes {
+            let events_ok = r.events.iter().any(|t| t == e.event_type());
+            let monitor_values = [&f.monitor_name, &f.monitor_id, &f.rule_tag, &f.rule_id];
+            let monitors_ok = r.monitors.is_empty()
+                || monitor_values
+                    .iter()
+                    .filter_map(|v| v.as_deref())
+                    .any(|v| r.monitors.iter().any(|p| like(p, v)));
+            let author = f
+                .author_username
+                .as_deref()
+                .map(|a| a.trim_start_matches('@').to_string());
+            let authors_ok = r.authors.is_empty()
+                || author.as_deref().is_some_and(|a| {
+                    r.authors
+                        .iter()
+                        .any(|p| like(p.strip_prefix('@').unwrap_or(p), a))
+                });
+            let text_ok = match (&r.text, f.tweet_text.as_deref()) {
+                (None, _) => true,
+                (Some(re), Some(t)) => re.is_match(t),
+                (Some(_), None) => false,
+            };
+            if events_ok && monitors_ok && authors_ok && text_ok {
+                for &t in &r.targets {
+                    if !out.contains(&t) {
+                        out.push(t);
+                    }
+                }
+                if r.stop {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_indexed_matcher_agrees_with_the_plain_rules() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let monitors = [
+            "Tech", "tech", "AI Labs", "mon-1", "MON-2", "ai*", "*labs", "t*h", "rule-x",
+        ];
+        let authors = ["sama", "@Sama", "elon*", "@*musk", "karpathy", "ÉLODIE"];
+        let texts = ["launch", "(?i)ANNOUNCE", "^We", "rocket|model"];
+        let types = ["tweet.detected", "monitor.paused"];
+        let pick = |rng: &mut fastrand::Rng, from: &[&str], max: usize| -> Vec<String> {
+            (0..rng.usize(0..=max))
+                .map(|_| from[rng.usize(..from.len())].to_string())
+                .collect()
+        };
+        for round in 0..300 {
+            let routes: Vec<RouteConfig> = (0..rng.usize(1..12))
+                .map(|i| RouteConfig {
+                    name: format!("r{i}"),
+                    monitors: pick(&mut rng, &monitors, 3),
+                    authors: pick(&mut rng, &authors, 2),
+                    text: rng
+                        .bool()
+                        .then(|| regex::Regex::new(texts[rng.usize(..texts.len())]).unwrap()),
+                    events: if rng.u8(..4) == 0 {
+                        pick(&mut rng, &types, 2)
+                    } else {
+                        vec![types[0].into()]
+                    },
+                    targets: (0..rng.usize(1..3)).map(|_| rng.usize(..5)).collect(),
+                    stop: rng.u8(..6) == 0,
+                })
+                .collect();
+            let router = Router::new(&routes, 5);
+            for _ in 0..20 {
+                let mut obj = serde_json::Map::new();
+                let mut put = |k: &str, v: &str| {
+                    obj.insert(k.into(), serde_json::Value::String(v.into()));
+                };
+                let values = [
+                    "Tech", "AI LABS", "mon-1", "mon-2", "Techh", "rule-x", "élodie",
+                ];
+                if rng.bool() {
+                    put("monitor_name", values[rng.usize(..values.len())]);
+                }
+                if rng.bool() {
+                    put("monitor_id", values[rng.usize(..values.len())]);
+                }
+                if rng.u8(..4) == 0 {
+                    put("rule_tag", values[rng.usize(..values.len())]);
+                }
+                let who = ["sama", "@SAMA", "elonmusk", "Karpathy", "élodie", "x"];
+                if rng.u8(..5) > 0 {
+                    put("author_username", who[rng.usize(..who.len())]);
+                }
+                let said = ["We launch a model", "announce: rocket", "nothing", ""];
+                if rng.u8(..5) > 0 {
+                    put("tweet_text", said[rng.usize(..said.len())]);
+                }
+                if rng.u8(..5) == 0 {
+                    put("event", types[rng.usize(..types.len())]);
+                }
+                let e = event(&serde_json::Value::Object(obj).to_string());
+                assert_eq!(
+                    router.route(&e).targets,
+                    reference(&routes, &e),
+                    "round {round}: {:?} with {routes:#?}",
+                    e.raw()
+                );
+            }
+        }
     }
 }
