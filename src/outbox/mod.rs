@@ -487,9 +487,25 @@ impl Outbox {
         self.db.generate_id().map_err(|e| self.storage(e))
     }
 
-    /// Target names that have pending or dead deliveries.
+    /// Target names that have pending or dead deliveries: one seek per target found, not
+    /// a scan of every delivery (start-up must not wait on a large backlog).
     pub fn targets_with_deliveries(&self) -> Result<Vec<String>, OutboxError> {
-        Ok(self.stats()?.into_keys().collect())
+        let mut names = std::collections::BTreeSet::new();
+        for state in [State::Pending, State::Dead] {
+            let mut from = vec![state.prefix(), b'/'];
+            let end = vec![state.prefix(), b'/' + 1];
+            while let Some(item) = self.db.range(from.clone()..end.clone()).next() {
+                let (k, _) = item.map_err(|e| self.storage(e))?;
+                let Some((_, target, _)) = parse_key(&k) else {
+                    break;
+                };
+                names.insert(target.to_owned());
+                // Past every key of this target: its prefix with the separator bumped.
+                from = target_prefix(state, target);
+                *from.last_mut().expect("a prefix ends with its separator") = 1;
+            }
+        }
+        Ok(names.into_iter().collect())
     }
 }
 

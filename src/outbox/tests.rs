@@ -362,3 +362,28 @@ fn a_group_is_one_batch_and_dedupes_within_itself() {
     group.commit().unwrap();
     assert_eq!(pending_seqs(&store, "x").len(), 1);
 }
+
+#[test]
+fn targets_with_deliveries_finds_each_target_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    for i in 0..50 {
+        store
+            .enqueue(
+                &body("{}"),
+                &[("b", format!("{i}")), ("a", format!("{i}"))],
+                DAY,
+                0,
+            )
+            .unwrap();
+    }
+    let (s, _) = store
+        .enqueue(&body("{}"), &[("c", "x".into())], DAY, 0)
+        .unwrap();
+    let r = store.pending("c", None, s, 1).unwrap().remove(0).1;
+    store.dead_letter("c", s, &r).unwrap();
+    assert_eq!(
+        store.targets_with_deliveries().unwrap(),
+        vec!["a", "b", "c"]
+    );
+}
