@@ -526,3 +526,86 @@ async fn a_throttling_target_gets_everything_and_no_attempt_precedes_its_retry_a
         }
     }
 }
+
+/// Past `max_attempts` a delivery is dead-lettered: exactly that many attempts, an ERROR
+/// line that says it gave up, and the worker moves on to the next event.
+#[tokio::test]
+async fn a_delivery_that_keeps_failing_is_dead_lettered_after_max_attempts() {
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    hook.script(vec![
+        Reply::status(503),
+        Reply::status(503),
+        Reply::status(503),
+    ]);
+    let cfg = RelayConfig::new(&stream)
+        .http_target(
+            "hook",
+            &hook,
+            "concurrency = 1\nretry = { initial = \"20ms\", max = \"50ms\", max_attempts = 3 }",
+        )
+        .route(route("all").targets(&["hook"]));
+    let relay = relay(&stream, &cfg).await;
+
+    let doomed = stream.send_event(&tweet_event("7001"));
+    let next = stream.send_event(&tweet_event("7002"));
+    let reqs = hook.wait_for_body(&next, DEADLINE).await;
+    assert_eq!(
+        bodies(&reqs),
+        [
+            doomed.as_str(),
+            doomed.as_str(),
+            doomed.as_str(),
+            next.as_str()
+        ],
+        "three attempts, then the next event"
+    );
+    let line = relay
+        .wait_for_log_matching("the dead letter of 7001", DEADLINE, |l| {
+            l.contains("\"level\":\"ERROR\"")
+                && l.contains("7001")
+                && l.contains("gave up after 3 attempts")
+        })
+        .await;
+    assert!(line.contains("503"), "the last error is kept: {line}");
+}
+
+/// Past `max_age` (counted from when the event was accepted) a delivery is dead-lettered
+/// even though attempts remain.
+#[tokio::test]
+async fn a_delivery_older_than_max_age_is_dead_lettered() {
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    hook.respond(500, &[], "still down");
+    let cfg = RelayConfig::new(&stream)
+        .http_target(
+            "hook",
+            &hook,
+            "concurrency = 1\nretry = { initial = \"50ms\", max = \"100ms\", max_age = \"400ms\" }",
+        )
+        .route(route("all").targets(&["hook"]));
+    let relay = relay(&stream, &cfg).await;
+
+    stream.send_event(&tweet_event("7101"));
+    let line = relay
+        .wait_for_log_matching("the dead letter of 7101", DEADLINE, |l| {
+            l.contains("\"level\":\"ERROR\"") && l.contains("7101") && l.contains("gave up after")
+        })
+        .await;
+    let reqs = hook.requests();
+    assert!(
+        reqs.len() >= 2,
+        "it was retried until then: {} attempts",
+        reqs.len()
+    );
+    let span = reqs.last().unwrap().arrived - reqs[0].arrived;
+    assert!(
+        span >= Duration::from_millis(300),
+        "attempts spread over the age limit: {span:?}; {line}"
+    );
+    let count = reqs.len();
+    hook.always_ok();
+    let next = stream.send_event(&tweet_event("7102"));
+    let reqs = hook.wait_for_body(&next, DEADLINE).await;
+    assert_eq!(reqs.len(), count + 1, "no attempt after the dead letter");
+}
