@@ -1,10 +1,12 @@
 //! Per-target workers: the outbox's pending deliveries, sent in order, retried on schedule.
 //!
 //! One worker task per target, so a slow, failing or rate-limited target only ever
-//! delays itself. A worker reads its queue from the outbox in seq order (never past the
-//! durable watermark), keeps at most `concurrency` deliveries in progress and a small
-//! read-ahead buffer in memory, and sleeps on a [`Notify`] when it has caught up. The
-//! backlog stays on disk, so memory does not grow with an outage.
+//! delays itself. A worker takes its queue in seq order: from the committer's in-memory
+//! handoff while it keeps up, from the outbox on disk (never past the durable watermark)
+//! after a restart or when it fell behind. It keeps at most `concurrency` deliveries in
+//! progress, each attempt a task of its own so one busy target can use every core, and
+//! sleeps on a [`Notify`] when it has caught up. The backlog stays on disk, so memory
+//! does not grow with an outage.
 //!
 //! A delivery holds its slot from first attempt until it is delivered or dead: with
 //! `concurrency = 1` that is what keeps deliveries landing in arrival order. Its retry
@@ -27,8 +29,7 @@ use crate::outbox::{Handoff, Outbox, Record, now_ms};
 use crate::retry::{self, Verdict};
 use crate::shutdown::Shutdown;
 use crate::target::{Judgement, Target, unix_now};
-use crate::telemetry::Metrics;
-use crate::telemetry::error_chain;
+use crate::telemetry::{Metrics, error_chain};
 
 /// How many pending deliveries a worker reads ahead from disk.
 const READ_AHEAD: usize = 256;

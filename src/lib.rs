@@ -17,8 +17,9 @@
 //! 3. [`intake`] hands the routed event to the [`outbox`] committer, which writes each
 //!    event's deliveries and dedupe marks in one atomic batch and makes a whole group of
 //!    events durable with one fsync (group commit) before any attempt.
-//! 4. [`delivery`] runs one worker per target: it reads its queue from the outbox in
-//!    order, honours `concurrency` and the [`rate_limit`], and asks [`retry`] (a pure
+//! 4. [`delivery`] runs one worker per target: it takes its queue in order (handed over
+//!    in memory by the committer after the fsync, or read from the outbox after a restart
+//!    or when it fell behind), honours `concurrency` and the [`rate_limit`], and asks [`retry`] (a pure
 //!    function) what each answer means: delivered (the record is removed), retry (the
 //!    schedule is written back to disk) or dead letter.
 //! 5. [`target`] renders the request: the event bytes as received for `http` (Standard
