@@ -73,7 +73,7 @@ pub async fn run(config: Config, trigger: Arc<Trigger>) -> anyhow::Result<()> {
         })
         .collect();
     let durable = Arc::new(AtomicU64::new(store.watermark()?));
-    let (committer, committer_task) = Committer::spawn(
+    let (committer, close_committer, committer_task) = Committer::spawn(
         store.clone(),
         slots.clone(),
         config.outbox.dedupe_window,
@@ -123,14 +123,23 @@ pub async fn run(config: Config, trigger: Arc<Trigger>) -> anyhow::Result<()> {
     trigger.subscribe().wait().await;
     tracing::info!("Shutting down: finishing attempts in flight (up to 10 s)");
 
+    // The stream reader stops at once (its frames so far are queued for the committer).
     if let Some(task) = source_task {
         let _ = task.await;
     }
-    if let Some(server) = extra {
-        let _ = server.await;
-    }
-    // Every intake handle is gone now: the committer writes and flushes what it had, then ends.
+    // Then the intake closes: the committer writes and flushes what is queued and ends,
+    // and a late /ingest gets 503 (ScrapeBadger retries it) instead of holding us up.
+    close_committer.close();
     let _ = committer_task.await;
+    if let Some(server) = extra {
+        // Graceful, but a client that never finishes its request cannot hold the exit.
+        if tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP connections still open after 2 s were dropped");
+        }
+    }
     let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
         while workers.join_next().await.is_some() {}
     })

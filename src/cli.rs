@@ -195,9 +195,13 @@ pub fn outbox_retry(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let moved = store.retry_dead(target, &seqs)?;
+    for (t, seq) in &moved {
+        writeln!(out, "{} {t} moved back to pending", store.delivery_id(*seq))?;
+    }
     writeln!(
         out,
-        "{moved} dead letters moved back to pending; `run` delivers them"
+        "{} dead letters moved back to pending; `run` delivers them",
+        moved.len()
     )?;
     Ok(())
 }

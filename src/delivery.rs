@@ -57,13 +57,16 @@ impl Worker {
         // Each attempt is a task of its own, so the deliveries of one busy target can use
         // every core; the worker only decides what starts when.
         let mut in_flight = tokio::task::JoinSet::new();
+        // Which delivery each task carries, to deal with a task that panicked.
+        let mut carrying = std::collections::HashMap::new();
         let mut stopping = shutdown.is_triggered();
         loop {
             while !stopping && in_flight.len() < concurrency {
                 let Some((seq, record)) = queue.next(&this) else {
                     break;
                 };
-                in_flight.spawn(deliver(this.clone(), seq, record, shutdown.clone()));
+                let task = in_flight.spawn(deliver(this.clone(), seq, record, shutdown.clone()));
+                carrying.insert(task.id(), seq);
             }
             if stopping && in_flight.is_empty() {
                 break;
@@ -71,11 +74,19 @@ impl Worker {
             let idle = queue.buffer.is_empty() && in_flight.len() < concurrency;
             tokio::select! {
                 _ = shutdown.wait(), if !stopping => stopping = true,
-                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    if let Err(e) = done
-                        && e.is_panic() {
-                            tracing::error!(target = this.target.name(), "A delivery task panicked; the delivery stays pending and is retried after restart");
+                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    match done {
+                        Ok((task, ())) => {
+                            carrying.remove(&task);
                         }
+                        Err(e) => {
+                            if let Some(seq) = carrying.remove(&e.id())
+                                && e.is_panic()
+                            {
+                                this.after_panic(seq, &mut shutdown.clone()).await;
+                            }
+                        }
+                    }
                 }
                 _ = this.wake.notified(), if !stopping && idle => {}
             }
@@ -89,7 +100,7 @@ impl Worker {
         id: &str,
         reason: String,
         advice: Option<&str>,
-    ) {
+    ) -> bool {
         record.reason = reason;
         let tweet_id = tweet_id(&record.body);
         match self.store.dead_letter(self.target.name(), seq, record) {
@@ -107,9 +118,47 @@ impl Worker {
                     advice = advice.unwrap_or(""),
                     "Delivery dead-lettered; `badger-relay outbox retry` sends it again"
                 );
+                true
             }
             Err(e) => {
-                tracing::error!(target = self.target.name(), delivery_id = id, error = %error_chain(&e), "Cannot dead-letter a delivery; it stays pending")
+                tracing::error!(target = self.target.name(), delivery_id = id, error = %error_chain(&e), "Cannot dead-letter a delivery; trying again in 1 s");
+                false
+            }
+        }
+    }
+
+    /// A delivery's task panicked (a bug). Its slot is free and the queue has moved on, so
+    /// leaving it pending would let later deliveries overtake it and leave it untried
+    /// until a restart (where it would likely panic again): dead-letter it, loudly.
+    async fn after_panic(&self, seq: u64, shutdown: &mut Shutdown) {
+        let id = self.store.delivery_id(seq);
+        match self.store.get_pending(self.target.name(), seq) {
+            Ok(Some(mut record)) => {
+                let why = "badger-relay failed while delivering this (a bug: please report it with the log)".to_string();
+                self.bury(seq, &mut record, &id, why, None, shutdown).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(target = self.target.name(), delivery_id = %id, error = %error_chain(&e), "A delivery task panicked and its record cannot be read; it stays pending until restart")
+            }
+        }
+    }
+
+    /// Dead-letter, retrying the write until it is stored (or shutdown): the delivery
+    /// keeps its slot meanwhile, so later deliveries cannot overtake it.
+    async fn bury(
+        &self,
+        seq: u64,
+        record: &mut Record,
+        id: &str,
+        reason: String,
+        advice: Option<&str>,
+        shutdown: &mut Shutdown,
+    ) {
+        while !self.dead_letter(seq, record, id, reason.clone(), advice) {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.wait() => return,
             }
         }
     }
@@ -130,8 +179,15 @@ struct Queue {
 
 impl Queue {
     fn next(&mut self, w: &Worker) -> Option<(u64, Record)> {
-        if self.buffer.is_empty() {
+        // A page of only unreadable records yields nothing but says more may follow.
+        for _ in 0..64 {
+            if !self.buffer.is_empty() {
+                break;
+            }
             self.refill(w);
+            if !self.from_disk {
+                break;
+            }
         }
         self.buffer.pop_front()
     }
@@ -145,13 +201,19 @@ impl Queue {
             let upto = w.durable.load(Ordering::Acquire);
             match w
                 .store
-                .pending(w.target.name(), self.cursor, upto, READ_AHEAD)
+                .scan_pending(w.target.name(), self.cursor, upto, READ_AHEAD)
             {
-                Ok(batch) => {
+                Ok(scan) => {
                     // A short read means the disk has nothing more up to the watermark:
-                    // from here on the handoff holds everything newer.
-                    self.from_disk = batch.len() == READ_AHEAD;
-                    self.buffer.extend(batch);
+                    // from here on the handoff holds everything newer. Counted in keys,
+                    // not records, so an unreadable record is stepped over, not taken
+                    // for the end of the backlog.
+                    self.from_disk = scan.scanned == READ_AHEAD;
+                    if scan.last.is_some() {
+                        self.cursor = scan.last;
+                    }
+                    self.buffer.extend(scan.items);
+                    return;
                 }
                 Err(e) => {
                     tracing::error!(target = w.target.name(), error = %error_chain(&e), "Cannot read the outbox; deliveries to this target are stalled");
@@ -179,7 +241,15 @@ async fn deliver(w: Arc<Worker>, seq: u64, mut record: Record, mut shutdown: Shu
             }
         }
         if let Some((why, advice)) = w.target.gone() {
-            w.dead_letter(seq, &mut record, &id, why.to_string(), Some(advice));
+            w.bury(
+                seq,
+                &mut record,
+                &id,
+                why.to_string(),
+                Some(advice),
+                &mut shutdown,
+            )
+            .await;
             return;
         }
         tokio::select! {
@@ -189,7 +259,8 @@ async fn deliver(w: Arc<Worker>, seq: u64, mut record: Record, mut shutdown: Shu
         let request = match w.target.request(&id, unix_now(), &record.body) {
             Ok(r) => r,
             Err(e) => {
-                w.dead_letter(seq, &mut record, &id, e.to_string(), None);
+                w.bury(seq, &mut record, &id, e.to_string(), None, &mut shutdown)
+                    .await;
                 return;
             }
         };
@@ -217,7 +288,8 @@ async fn deliver(w: Arc<Worker>, seq: u64, mut record: Record, mut shutdown: Shu
                 return;
             }
             Verdict::Dead => {
-                w.dead_letter(seq, &mut record, &id, reason, advice);
+                w.bury(seq, &mut record, &id, reason, advice, &mut shutdown)
+                    .await;
                 return;
             }
             Verdict::Retry { floor } => {
@@ -229,11 +301,30 @@ async fn deliver(w: Arc<Worker>, seq: u64, mut record: Record, mut shutdown: Shu
                         record.attempts,
                         humantime::format_duration(Duration::from_secs(age.as_secs()))
                     );
-                    w.dead_letter(seq, &mut record, &id, why, advice);
+                    w.bury(seq, &mut record, &id, why, advice, &mut shutdown)
+                        .await;
                     return;
                 }
                 let delay = retry::backoff(&policy, record.attempts).max(floor.unwrap_or_default());
-                record.next_attempt_ms = now + delay.as_millis() as u64;
+                let deadline = record
+                    .enqueued_ms
+                    .saturating_add(u64::try_from(policy.max_age.as_millis()).unwrap_or(u64::MAX));
+                let mut next =
+                    now.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                if next > deadline {
+                    if floor.is_some_and(|f| now.saturating_add(f.as_millis() as u64) > deadline) {
+                        let why = format!(
+                            "the target asked to wait past max_age ({}): {reason}",
+                            humantime::format_duration(policy.max_age)
+                        );
+                        w.bury(seq, &mut record, &id, why, advice, &mut shutdown)
+                            .await;
+                        return;
+                    }
+                    // One last attempt when the age limit is reached, not never.
+                    next = deadline;
+                }
+                record.next_attempt_ms = next;
                 record.reason = reason;
                 if let Err(e) = w.store.reschedule(w.target.name(), seq, &record) {
                     tracing::warn!(target = w.target.name(), delivery_id = %id, error = %error_chain(&e), "Could not store the retry schedule");

@@ -197,16 +197,24 @@ fn run(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let (trigger, _) = shutdown::channel();
         let trigger = std::sync::Arc::new(trigger);
         let signals = trigger.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             signals.trigger();
+            // A second signal means "now": everything accepted is already on disk, so
+            // stopping here is as safe as a crash, and is what an operator asked for.
+            wait_for_signal().await;
+            tracing::warn!("Second signal: exiting without waiting for attempts in flight");
+            std::process::exit(1);
         });
         badger_relay::app::run(config, trigger).await
-    })
+    });
+    // Blocking jobs (a backlog count, a dedupe sweep) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 async fn wait_for_signal() {

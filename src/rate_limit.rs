@@ -93,7 +93,10 @@ impl RateLimiter {
 
     /// No request before `now + d` (a 429, or a rate-limit bucket that ran dry).
     pub fn pause_for(&self, d: Duration) {
-        let until = Instant::now() + d;
+        let now = Instant::now();
+        let until = now
+            .checked_add(d)
+            .unwrap_or(now + Duration::from_secs(86_400));
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if s.paused_until.is_none_or(|p| p < until) {
             s.paused_until = Some(until);

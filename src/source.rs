@@ -188,7 +188,8 @@ impl Source {
             let next = tokio::select! {
                 n = tokio::time::timeout(self.config.idle_timeout, ws.next()) => n,
                 _ = shutdown.wait() => {
-                    let _ = ws.close(None).await;
+                    // A polite close, but a peer that does not read cannot hold the exit.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
                     return End::Shutdown;
                 }
             };

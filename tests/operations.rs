@@ -961,3 +961,42 @@ async fn demo_prints_slack_discord_and_http_deliveries_and_exits_0_on_sigint() {
         logs.tail(40)
     );
 }
+
+/// A client that starts an `/ingest` request and never finishes it cannot hold the exit:
+/// SIGTERM still ends the relay with 0 well within the deadline, and what was accepted
+/// before is delivered after restart.
+#[tokio::test]
+async fn sigterm_is_not_held_up_by_an_unfinished_ingest_request() {
+    use tokio::io::AsyncWriteExt as _;
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start_down().await;
+    let mut relay = Relay::start_connected(&hook_config(&stream, &hook), &stream).await;
+    let http = Http::of(&relay).await;
+    http.ingest_accepted(SIGNATURE_HEADER, &webhook_body(&tweet_event("69001")))
+        .await;
+
+    let addr = server_addr(&relay).await;
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(b"POST /ingest HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"tweet_id\":")
+        .await
+        .unwrap();
+    // The server has the request's head once it answers nothing and keeps the socket:
+    // wait for /healthz to show the server is serving, then stop.
+    assert_eq!(http.get("/healthz").await.status, 200);
+
+    let started = Instant::now();
+    relay.terminate();
+    assert_eq!(relay.wait_exit(SIGTERM_DEADLINE).await.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "exit took {:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+
+    hook.up().await;
+    relay.restart_connected(&stream).await;
+    hook.wait_for_tweet_ids(&["69001".to_string()].into_iter().collect(), DEADLINE)
+        .await;
+}

@@ -62,6 +62,17 @@ pub struct Committer {
     tx: mpsc::Sender<Submission>,
 }
 
+/// Closes the intake at shutdown: what was already sent is still written and flushed,
+/// later submissions get [`Closed`], and the committer ends even if a handle is still
+/// held somewhere (an HTTP connection that will not finish, say).
+pub struct CloseCommitter(oneshot::Sender<()>);
+
+impl CloseCommitter {
+    pub fn close(self) {
+        let _ = self.0.send(());
+    }
+}
+
 /// The committer task has stopped (shutdown): the event was not accepted.
 #[derive(Debug, thiserror::Error)]
 #[error("the outbox is shutting down")]
@@ -76,10 +87,19 @@ impl Committer {
         durable: Arc<AtomicU64>,
         metrics: Arc<Metrics>,
         capacity: usize,
-    ) -> (Committer, tokio::task::JoinHandle<()>) {
+    ) -> (Committer, CloseCommitter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let task = tokio::spawn(run(store, targets, dedupe_window, durable, metrics, rx));
-        (Committer { tx }, task)
+        let (close, closed) = oneshot::channel();
+        let task = tokio::spawn(run(
+            store,
+            targets,
+            dedupe_window,
+            durable,
+            metrics,
+            rx,
+            closed,
+        ));
+        (Committer { tx }, CloseCommitter(close), task)
     }
 
     /// Hand an event over; waits only for room in the channel.
@@ -111,11 +131,25 @@ async fn run(
     durable: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<Submission>,
+    mut close: oneshot::Receiver<()>,
 ) {
     let mut group = Vec::with_capacity(GROUP_MAX);
     let mut results = Vec::with_capacity(GROUP_MAX);
     let mut touched = vec![false; targets.len()];
-    while rx.recv_many(&mut group, GROUP_MAX).await > 0 {
+    let mut closing = false;
+    loop {
+        let received = tokio::select! {
+            n = rx.recv_many(&mut group, GROUP_MAX) => n,
+            _ = &mut close, if !closing => {
+                // Refuse new submissions; keep draining what is queued.
+                closing = true;
+                rx.close();
+                continue;
+            }
+        };
+        if received == 0 {
+            break;
+        }
         let now = now_ms();
         let mut batch = store.group(dedupe_window, now);
         let mut highest = 0;

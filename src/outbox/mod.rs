@@ -32,7 +32,7 @@ mod committer;
 mod handoff;
 mod record;
 
-pub use committer::{Closed, Committer, Enqueued, Submission, TargetSlot};
+pub use committer::{CloseCommitter, Closed, Committer, Enqueued, Submission, TargetSlot};
 pub use handoff::Handoff;
 pub use record::Record;
 
@@ -92,12 +92,24 @@ impl State {
     }
 }
 
+/// What [`Outbox::scan_pending`] found.
+#[derive(Debug)]
+pub struct Scan {
+    pub items: Vec<(u64, Record)>,
+    /// Keys looked at, readable or not.
+    pub scanned: usize,
+    /// The seq of the last key looked at.
+    pub last: Option<u64>,
+}
+
 /// A delivery read back from the store.
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub target: String,
     pub seq: u64,
     pub state: State,
+    /// False for a record this version cannot decode (`record` is then a placeholder).
+    pub readable: bool,
     pub record: Record,
 }
 
@@ -254,7 +266,7 @@ impl Outbox {
     pub fn parse_delivery_id(&self, id: &str) -> Option<u64> {
         let hex = id.strip_prefix("msg_").unwrap_or(id);
         match hex.len() {
-            32 => u64::from_str_radix(&hex[16..], 16).ok(),
+            32 => u64::from_str_radix(hex.get(16..)?, 16).ok(),
             _ => hex.parse().ok(),
         }
     }
@@ -284,7 +296,9 @@ impl Outbox {
             store: self,
             batch: sled::Batch::default(),
             marks: std::collections::HashSet::new(),
-            expiry: (now_ms + dedupe_window.as_millis() as u64).to_be_bytes(),
+            expiry: now_ms
+                .saturating_add(u64::try_from(dedupe_window.as_millis()).unwrap_or(u64::MAX))
+                .to_be_bytes(),
             now_ms,
             empty: true,
         }
@@ -312,31 +326,59 @@ impl Outbox {
         upto: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Record)>, OutboxError> {
+        Ok(self.scan_pending(target, after, upto, limit)?.items)
+    }
+
+    /// [`Outbox::pending`], saying also how many keys were looked at and the last seq
+    /// among them, so that a reader can tell "caught up" from "skipped an unreadable
+    /// record" and move past it.
+    pub fn scan_pending(
+        &self,
+        target: &str,
+        after: Option<u64>,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Scan, OutboxError> {
+        let mut scan = Scan {
+            items: Vec::new(),
+            scanned: 0,
+            last: None,
+        };
         let start = match after {
-            Some(s) if s == u64::MAX => return Ok(Vec::new()),
+            Some(u64::MAX) => return Ok(scan),
             Some(s) => key(State::Pending, target, s + 1),
             None => target_prefix(State::Pending, target),
         };
         let end = key(State::Pending, target, upto);
         if start > end {
-            return Ok(Vec::new());
+            return Ok(scan);
         }
-        let mut out = Vec::new();
         for item in self.db.range(start..=end).take(limit) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
+            scan.scanned += 1;
             let Some((_, _, seq)) = parse_key(&k) else {
                 continue;
             };
+            scan.last = Some(seq);
             match Record::decode(&v) {
-                Ok(r) => out.push((seq, r)),
+                Ok(r) => scan.items.push((seq, r)),
                 Err(e) => {
-                    // A record this version cannot read is left in place (nothing is
-                    // deleted silently) and reported once per scan.
-                    tracing::error!(target_name = target, seq, error = %e, "Skipping an unreadable delivery record");
+                    // Left in place (nothing is deleted silently): `outbox list` shows it
+                    // and `outbox purge` removes it.
+                    tracing::error!(target = target, seq, error = %e, "Skipping an unreadable delivery record");
                 }
             }
         }
-        Ok(out)
+        Ok(scan)
+    }
+
+    /// One pending delivery, if it is there and readable.
+    pub fn get_pending(&self, target: &str, seq: u64) -> Result<Option<Record>, OutboxError> {
+        let value = self
+            .db
+            .get(key(State::Pending, target, seq))
+            .map_err(|e| self.storage(e))?;
+        Ok(value.and_then(|v| Record::decode(&v).ok()))
     }
 
     /// The target answered 2xx: the delivery leaves the outbox.
@@ -381,19 +423,20 @@ impl Outbox {
                 Err(e) => return Some(Err(self.storage(e))),
             };
             let (state, target, seq) = parse_key(&k)?;
-            let record = match Record::decode(&v) {
-                Ok(r) => r,
-                Err(e) => {
-                    return Some(Err(OutboxError::Corrupt {
-                        path: self.path.clone(),
-                        detail: e.to_string(),
-                    }));
-                }
-            };
+            // An unreadable record is listed (so it can be seen and purged), not fatal.
+            let readable = Record::decode(&v).is_ok();
+            let record = Record::decode(&v).unwrap_or_else(|e| Record {
+                attempts: 0,
+                enqueued_ms: 0,
+                next_attempt_ms: 0,
+                reason: format!("{e}: `outbox purge` removes it"),
+                body: Bytes::new(),
+            });
             Some(Ok(Stored {
                 target: target.to_owned(),
                 seq,
                 state,
+                readable,
                 record,
             }))
         })
@@ -426,13 +469,18 @@ impl Outbox {
     }
 
     /// Move dead letters back to pending with a fresh retry budget: all of them, those of
-    /// one target, or those with the given seqs. Returns how many moved.
-    pub fn retry_dead(&self, target: Option<&str>, seqs: &[u64]) -> Result<u64, OutboxError> {
+    /// one target, or those with the given seqs (an event's deliveries to several targets
+    /// share its seq: `target` narrows it). Returns what moved. Unreadable records stay.
+    pub fn retry_dead(
+        &self,
+        target: Option<&str>,
+        seqs: &[u64],
+    ) -> Result<Vec<(String, u64)>, OutboxError> {
         let now = now_ms();
-        let mut moved = 0;
+        let mut moved = Vec::new();
         let dead: Vec<Stored> = self.list(State::Dead, target).collect::<Result<_, _>>()?;
         for d in dead {
-            if !seqs.is_empty() && !seqs.contains(&d.seq) {
+            if !d.readable || (!seqs.is_empty() && !seqs.contains(&d.seq)) {
                 continue;
             }
             let fresh = Record {
@@ -446,7 +494,7 @@ impl Outbox {
             batch.remove(key(State::Dead, &d.target, d.seq));
             batch.insert(key(State::Pending, &d.target, d.seq), fresh.encode());
             self.db.apply_batch(batch).map_err(|e| self.storage(e))?;
-            moved += 1;
+            moved.push((d.target, d.seq));
         }
         self.flush_blocking()?;
         Ok(moved)

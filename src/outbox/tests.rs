@@ -164,8 +164,16 @@ fn retry_moves_dead_letters_back_with_a_fresh_budget() {
         store.dead_letter(t, s, &r).unwrap();
         seqs.push(s);
     }
-    assert_eq!(store.retry_dead(None, &[seqs[1]]).unwrap(), 1, "by id");
-    assert_eq!(store.retry_dead(Some("y"), &[]).unwrap(), 1, "by target");
+    assert_eq!(
+        store.retry_dead(None, &[seqs[1]]).unwrap(),
+        vec![("x".to_string(), seqs[1])],
+        "by id"
+    );
+    assert_eq!(
+        store.retry_dead(Some("y"), &[]).unwrap(),
+        vec![("y".to_string(), seqs[2])],
+        "by target"
+    );
     let back = store.pending("x", None, u64::MAX - 1, 10).unwrap();
     assert_eq!(back.len(), 1);
     assert_eq!(
@@ -196,6 +204,11 @@ fn deliveries_and_ids_survive_a_reopen() {
         "webhook-id is stable across restarts"
     );
     assert_eq!(store.parse_delivery_id(&id), Some(seq));
+    assert_eq!(
+        store.parse_delivery_id("msg_aaaaaaaaaaaaaaaéaaaaaaaaaaaaaaa"),
+        None,
+        "no panic on odd input"
+    );
     assert!(
         store.watermark().unwrap() > seq,
         "the watermark starts past what is on disk"
@@ -386,4 +399,38 @@ fn targets_with_deliveries_finds_each_target_once() {
         store.targets_with_deliveries().unwrap(),
         vec!["a", "b", "c"]
     );
+}
+
+#[test]
+fn an_unreadable_record_is_stepped_over_listed_and_purgeable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let seqs: Vec<u64> = (0..3)
+        .map(|i| {
+            store
+                .enqueue(&body("{}"), &[("x", format!("k{i}"))], DAY, 0)
+                .unwrap()
+                .0
+        })
+        .collect();
+    store
+        .db
+        .insert(key(State::Pending, "x", seqs[1]), &b"\x09garbage"[..])
+        .unwrap();
+
+    let scan = store.scan_pending("x", None, seqs[2], 10).unwrap();
+    assert_eq!(scan.scanned, 3, "the bad record is counted as looked at");
+    assert_eq!(scan.last, Some(seqs[2]));
+    assert_eq!(
+        scan.items.iter().map(|i| i.0).collect::<Vec<_>>(),
+        vec![seqs[0], seqs[2]]
+    );
+
+    let listed: Vec<Stored> = store
+        .list(State::Pending, None)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(!listed[1].readable && listed[1].record.reason.contains("outbox purge"));
+    assert_eq!(store.purge(State::Pending, Some("x")).unwrap(), 3);
 }

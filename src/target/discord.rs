@@ -181,7 +181,9 @@ pub fn retry_after_from_body(body: &[u8]) -> Option<Duration> {
     if !secs.is_finite() || secs < 0.0 {
         return None;
     }
-    Duration::try_from_secs_f64(secs).ok()
+    // The same one-day cap as a `Retry-After` header: a broken value must not park the
+    // target for weeks.
+    Duration::try_from_secs_f64(secs.min(86_400.0)).ok()
 }
 
 /// For a response Discord will give again however often it is retried, what the
@@ -350,11 +352,18 @@ mod tests {
             br#"{"retry_after": "1.5"}"#,
             br#"{"retry_after": -1}"#,
             br#"{"retry_after": null}"#,
-            br#"{"retry_after": 1e300}"#,
             br#"{"message": "x"}"#,
         ] {
             assert_eq!(retry_after_from_body(body), None, "{body:?}");
         }
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_capped_at_a_day() {
+        assert_eq!(
+            retry_after_from_body(br#"{"retry_after": 1e30}"#),
+            Some(Duration::from_secs(86_400))
+        );
     }
 
     #[test]
