@@ -89,6 +89,7 @@ impl Worker {
                     }
                 }
                 _ = this.wake.notified(), if !stopping && idle => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)), if !stopping && queue.stalled => {}
             }
         }
     }
@@ -175,6 +176,8 @@ struct Queue {
     /// backlog may be waiting) and whenever the handoff overflowed.
     from_disk: bool,
     started: bool,
+    /// The last disk read failed: try again on a timer, not only on the next wake-up.
+    stalled: bool,
 }
 
 impl Queue {
@@ -193,6 +196,7 @@ impl Queue {
     }
 
     fn refill(&mut self, w: &Worker) {
+        self.stalled = false;
         let first = !std::mem::replace(&mut self.started, true);
         if first || (!self.from_disk && !w.handoff.take(&mut self.buffer, self.cursor)) {
             self.from_disk = true;
@@ -216,7 +220,8 @@ impl Queue {
                     return;
                 }
                 Err(e) => {
-                    tracing::error!(target = w.target.name(), error = %error_chain(&e), "Cannot read the outbox; deliveries to this target are stalled");
+                    self.stalled = true;
+                    tracing::error!(target = w.target.name(), error = %error_chain(&e), "Cannot read the outbox; trying again in 1 s");
                 }
             }
         }

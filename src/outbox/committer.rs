@@ -189,6 +189,11 @@ async fn run(
                 }
             }
             Err(e) => {
+                // Part of the group may still reach the disk: have every worker read it
+                // rather than trust the handoff.
+                for slot in targets.iter() {
+                    slot.handoff.mark_incomplete();
+                }
                 tracing::error!(error = %error_chain(e), events = group.len(), "Could not make accepted events durable; they are not acknowledged");
             }
         }

@@ -37,6 +37,15 @@ impl Handoff {
         }
     }
 
+    /// Something was written that may not have been handed over (a failed group whose
+    /// writes may still reach the disk): the worker must read the disk.
+    pub fn mark_incomplete(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .overflowed = true;
+    }
+
     /// Move everything newer than `after` into `into`. Returns false, and empties the
     /// handoff, when something was not handed over: the caller must read the disk.
     pub fn take(&self, into: &mut VecDeque<(u64, Record)>, after: Option<u64>) -> bool {

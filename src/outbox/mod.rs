@@ -579,11 +579,13 @@ impl Group<'_> {
         targets: &[(&str, String)],
     ) -> Result<(u64, Vec<usize>), OutboxError> {
         let store = self.store;
+        // Everything that can fail comes first, so a failed event leaves nothing of
+        // itself in the group's batch.
         let mut written = Vec::with_capacity(targets.len());
-        let mut seq = 0;
+        let mut marks = Vec::with_capacity(targets.len());
         for (i, (target, dedupe)) in targets.iter().enumerate() {
             let mark = dedupe_key(target, dedupe);
-            if self.marks.contains(&mark) {
+            if self.marks.contains(&mark) || marks.contains(&mark) {
                 continue;
             }
             if let Some(v) = store.db.get(&mark).map_err(|e| store.storage(e))? {
@@ -592,18 +594,21 @@ impl Group<'_> {
                     continue;
                 }
             }
-            if written.is_empty() {
-                seq = store.db.generate_id().map_err(|e| store.storage(e))?;
-            }
+            written.push(i);
+            marks.push(mark);
+        }
+        if written.is_empty() {
+            return Ok((0, written));
+        }
+        let seq = store.db.generate_id().map_err(|e| store.storage(e))?;
+        let record = Record::new(body.clone(), self.now_ms).encode();
+        for (&i, mark) in written.iter().zip(marks) {
+            self.batch
+                .insert(key(State::Pending, targets[i].0, seq), record.as_slice());
             self.batch.insert(mark.as_slice(), &self.expiry);
             self.marks.insert(mark);
-            self.batch.insert(
-                key(State::Pending, target, seq),
-                Record::new(body.clone(), self.now_ms).encode(),
-            );
-            written.push(i);
         }
-        self.empty &= written.is_empty();
+        self.empty = false;
         Ok((seq, written))
     }
 
