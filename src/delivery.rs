@@ -53,7 +53,7 @@ impl Worker {
     pub async fn run(self, mut shutdown: Shutdown) {
         let this = Arc::new(self);
         let concurrency = this.target.config.concurrency.max(1);
-        let mut queue = Queue::default();
+        let mut queue = Queue::new();
         // Each attempt is a task of its own, so the deliveries of one busy target can use
         // every core; the worker only decides what starts when.
         let mut in_flight = tokio::task::JoinSet::new();
@@ -166,7 +166,6 @@ impl Worker {
 }
 
 /// What a worker will start next, in seq order.
-#[derive(Default)]
 struct Queue {
     /// Read ahead, from the handoff or from disk.
     buffer: VecDeque<(u64, Record)>,
@@ -175,12 +174,21 @@ struct Queue {
     /// Reading from disk until caught up with the durable watermark: set at start (a
     /// backlog may be waiting) and whenever the handoff overflowed.
     from_disk: bool,
-    started: bool,
     /// The last disk read failed: try again on a timer, not only on the next wake-up.
     stalled: bool,
 }
 
 impl Queue {
+    /// A new worker reads the disk first: a backlog may be waiting from the last run.
+    fn new() -> Queue {
+        Queue {
+            buffer: VecDeque::new(),
+            cursor: None,
+            from_disk: true,
+            stalled: false,
+        }
+    }
+
     fn next(&mut self, w: &Worker) -> Option<(u64, Record)> {
         // A page of only unreadable records yields nothing but says more may follow.
         for _ in 0..64 {
@@ -197,8 +205,7 @@ impl Queue {
 
     fn refill(&mut self, w: &Worker) {
         self.stalled = false;
-        let first = !std::mem::replace(&mut self.started, true);
-        if first || (!self.from_disk && !w.handoff.take(&mut self.buffer, self.cursor)) {
+        if !self.from_disk && !w.handoff.take(&mut self.buffer, self.cursor) {
             self.from_disk = true;
         }
         if self.from_disk {

@@ -170,19 +170,19 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// `sha256=<hex>` for a body: what ScrapeBadger sends (used by tests and `demo`).
-pub fn sign_ingest(secret: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `sha256=<hex>` for a body, as ScrapeBadger signs it.
+    fn sign_ingest(secret: &str, body: &[u8]) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+        mac.update(body);
+        let bytes = mac.finalize().into_bytes();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256={hex}")
+    }
 
     #[test]
     fn signatures_verify_and_reject() {

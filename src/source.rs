@@ -50,6 +50,9 @@ pub struct Source {
     intake: Intake,
     metrics: std::sync::Arc<Metrics>,
     connected: tokio::sync::watch::Sender<bool>,
+    /// The key as written and as percent-encoded in the URL: what [`Source::scrub`]
+    /// removes from error texts. Worked out once, not per error.
+    key_forms: Vec<String>,
 }
 
 impl Source {
@@ -59,11 +62,32 @@ impl Source {
         metrics: std::sync::Arc<Metrics>,
         connected: tokio::sync::watch::Sender<bool>,
     ) -> Source {
+        let mut key_forms = Vec::new();
+        if let Some(key) = config
+            .api_key
+            .as_ref()
+            .map(|k| k.expose())
+            .filter(|k| !k.is_empty())
+        {
+            let mut url = reqwest::Url::parse("ws://x/").expect("a static URL");
+            url.query_pairs_mut().append_pair("k", key);
+            let encoded = url
+                .query()
+                .unwrap_or("")
+                .trim_start_matches("k=")
+                .to_string();
+            // The longer form first, so a key inside its encoded form is not half-replaced.
+            if encoded != key {
+                key_forms.push(encoded);
+            }
+            key_forms.push(key.to_string());
+        }
         Source {
             config,
             intake,
             metrics,
             connected,
+            key_forms,
         }
     }
 
@@ -78,18 +102,9 @@ impl Source {
 
     /// Remove every trace of the key from a text bound for a log line.
     fn scrub(&self, text: String) -> String {
-        let mut text = text;
-        if let Some(key) = &self.config.api_key {
-            let key = key.expose();
-            if !key.is_empty() {
-                text = text.replace(key, "***");
-                let encoded: String = url::form_urlencoded_byte_serialize(key);
-                if encoded != key {
-                    text = text.replace(&encoded, "***");
-                }
-            }
-        }
-        text
+        self.key_forms
+            .iter()
+            .fold(text, |t, form| t.replace(form.as_str(), "***"))
     }
 
     fn backoff(&self) -> impl Iterator<Item = Duration> {
@@ -235,14 +250,5 @@ impl Source {
                 Ok(())
             }
         }
-    }
-}
-
-/// Percent-encoding the way `query_pairs_mut` does, to find the key in error texts.
-mod url {
-    pub fn form_urlencoded_byte_serialize(s: &str) -> String {
-        let mut u = reqwest::Url::parse("ws://x/").expect("static URL");
-        u.query_pairs_mut().append_pair("k", s);
-        u.query().unwrap_or("").trim_start_matches("k=").to_string()
     }
 }

@@ -155,10 +155,10 @@ async fn run(
         let mut highest = 0;
         for sub in group.iter() {
             let result = write_one(&mut batch, &targets, sub);
-            if let Ok((seq, _)) = &result {
-                highest = highest.max(*seq);
+            if let Ok(enq) = &result {
+                highest = highest.max(enq.seq);
             }
-            results.push(result.map(|(_, enq)| enq));
+            results.push(result);
         }
         // One batch and one fsync for the whole group.
         let stored = match batch.commit() {
@@ -220,7 +220,7 @@ fn write_one(
     batch: &mut Group<'_>,
     targets: &[TargetSlot],
     sub: &Submission,
-) -> Result<(u64, Enqueued), OutboxError> {
+) -> Result<Enqueued, OutboxError> {
     let mut tweet_key = None;
     let mut event_key = None;
     let keyed: Vec<(&str, String)> = sub
@@ -247,12 +247,9 @@ fn write_one(
         .copied()
         .filter(|t| !written.contains(t))
         .collect();
-    Ok((
+    Ok(Enqueued {
         seq,
-        Enqueued {
-            seq,
-            written,
-            duplicates,
-        },
-    ))
+        written,
+        duplicates,
+    })
 }

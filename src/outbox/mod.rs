@@ -300,7 +300,6 @@ impl Outbox {
                 .saturating_add(u64::try_from(dedupe_window.as_millis()).unwrap_or(u64::MAX))
                 .to_be_bytes(),
             now_ms,
-            empty: true,
         }
     }
 
@@ -565,7 +564,6 @@ pub struct Group<'a> {
     marks: std::collections::HashSet<Vec<u8>>,
     expiry: [u8; 8],
     now_ms: u64,
-    empty: bool,
 }
 
 impl Group<'_> {
@@ -608,13 +606,13 @@ impl Group<'_> {
             self.batch.insert(mark.as_slice(), &self.expiry);
             self.marks.insert(mark);
         }
-        self.empty = false;
         Ok((seq, written))
     }
 
     /// Write the group in one atomic batch. Not yet durable: call [`Outbox::flush`].
     pub fn commit(self) -> Result<(), OutboxError> {
-        if self.empty {
+        // Every delivery written sets a mark: no marks, nothing to write.
+        if self.marks.is_empty() {
             return Ok(());
         }
         self.store
