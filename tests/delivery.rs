@@ -609,3 +609,46 @@ async fn a_delivery_older_than_max_age_is_dead_lettered() {
     let reqs = hook.wait_for_body(&next, DEADLINE).await;
     assert_eq!(reqs.len(), count + 1, "no attempt after the dead letter");
 }
+
+/// `method = "PUT"` sends PUT, with the same body and headers as a POST would carry.
+#[tokio::test]
+async fn an_http_target_with_method_put_gets_a_put() {
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    let cfg = RelayConfig::new(&stream)
+        .http_target("hook", &hook, "method = \"PUT\"")
+        .route(route("all").targets(&["hook"]));
+    let _relay = relay(&stream, &cfg).await;
+
+    let sent = stream.send_event(&tweet_event("7201"));
+    let reqs = hook.wait_for_body(&sent, DEADLINE).await;
+    assert_eq!(reqs[0].method, "PUT");
+    assert!(reqs[0].header("webhook-id").is_some());
+}
+
+/// A request that outlives the target's `timeout` is a timeout, and timeouts are
+/// retried: the same delivery comes again, with the same webhook-id, and lands.
+#[tokio::test]
+async fn a_timed_out_attempt_is_retried_with_the_same_webhook_id() {
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    hook.script(vec![Reply::ok().held_for(Duration::from_secs(3))]);
+    let cfg = RelayConfig::new(&stream)
+        .http_target("hook", &hook, "concurrency = 1\ntimeout = \"300ms\"")
+        .route(route("all").targets(&["hook"]));
+    let relay = relay(&stream, &cfg).await;
+
+    let sent = stream.send_event(&tweet_event("7301"));
+    let reqs = hook
+        .wait_until("a second attempt after the timeout", DEADLINE, |r| {
+            r.len() >= 2
+        })
+        .await;
+    assert_eq!(bodies(&reqs[..2]), [sent.as_str(), sent.as_str()]);
+    assert_eq!(reqs[0].header("webhook-id"), reqs[1].header("webhook-id"));
+    relay
+        .wait_for_log_matching("the timeout logged as a retry", DEADLINE, |l| {
+            l.contains("7301") && l.contains("timeout") && l.contains("will retry")
+        })
+        .await;
+}
