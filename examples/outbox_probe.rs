@@ -4,10 +4,10 @@
 //!
 //! Writes EVENTS (default 20,000) deliveries of a ~430-byte event, in groups of 1, 16,
 //! 128 and 1,024 events with one flush per group, three ways:
-//! - `enqueue`: the relay's own `Outbox::enqueue` (one `sled::Batch` per event) and
-//!   `Outbox::flush_blocking`, as the committer does today;
-//! - `group batch`: the same keys and values (dedupe check, mark, pending record), but
-//!   one `sled::Batch` for the whole group, as a committer could;
+//! - `event batch`: the outbox's keys and values (dedupe check, mark, pending record) in
+//!   one `sled::Batch` per event, as the committer first did;
+//! - `group batch`: the same, but one `sled::Batch` for the whole group, as the
+//!   committer does now;
 //! - `inserts`: plain inserts, no batch (not atomic; the floor).
 //!
 //! sled's `apply_batch` rolls and writes its IO buffer, with a synchronous
@@ -17,7 +17,6 @@
 
 use std::time::{Duration, Instant};
 
-use badger_relay::outbox::{Outbox, Record};
 use bytes::Bytes;
 
 const TARGET: &str = "t1";
@@ -39,10 +38,25 @@ fn written_bytes() -> u64 {
 }
 
 fn now_ms() -> u64 {
-    badger_relay::outbox::now_ms()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
-/// The outbox's key layout (src/outbox/mod.rs), for the raw-sled variants.
+/// A pending record as the outbox stores it (src/outbox/sled/record.rs, format 2): a
+/// 23-byte header before the event, none of it failure or cause yet.
+fn record(body: &[u8], now: u64) -> Vec<u8> {
+    let mut out = vec![2];
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&now.to_be_bytes());
+    out.extend_from_slice(&0u64.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The outbox's key layout (src/outbox/sled/keys.rs).
 fn pending_key(seq: u64) -> Vec<u8> {
     let mut k = b"p/".to_vec();
     k.extend_from_slice(TARGET.as_bytes());
@@ -73,47 +87,39 @@ fn run(way: &str, events: u64, group: u64) -> (f64, f64) {
     let window = Duration::from_secs(24 * 3600);
     let before = written_bytes();
     let start = Instant::now();
-    match way {
-        "enqueue" => {
-            let store = Outbox::open(dir.path()).expect("outbox opens");
-            for g in 0..events / group {
-                for i in 0..group {
-                    let seq = g * group + i;
-                    let key = format!("e:tweet.detected:mon-7f3a2c91:{seq}");
-                    store
-                        .enqueue(&body(seq), &[(TARGET, key)], window, now_ms())
-                        .expect("enqueue");
+    let db = open_raw(dir.path());
+    for g in 0..events / group {
+        let mut batch = sled::Batch::default();
+        for i in 0..group {
+            let seq = g * group + i;
+            let mark = mark_key(&format!("e:tweet.detected:mon-7f3a2c91:{seq}"));
+            if db.get(&mark).expect("get").is_some() {
+                continue;
+            }
+            let id = db.generate_id().expect("id");
+            let expiry = (now_ms() + window.as_millis() as u64).to_be_bytes();
+            let value = record(&body(seq), now_ms());
+            match way {
+                "event batch" => {
+                    let mut one = sled::Batch::default();
+                    one.insert(mark, &expiry);
+                    one.insert(pending_key(id), value);
+                    db.apply_batch(one).expect("batch");
                 }
-                store.flush_blocking().expect("flush");
+                "group batch" => {
+                    batch.insert(mark, &expiry);
+                    batch.insert(pending_key(id), value);
+                }
+                _ => {
+                    db.insert(mark, &expiry).expect("insert");
+                    db.insert(pending_key(id), value).expect("insert");
+                }
             }
         }
-        _ => {
-            let db = open_raw(dir.path());
-            for g in 0..events / group {
-                let mut batch = sled::Batch::default();
-                for i in 0..group {
-                    let seq = g * group + i;
-                    let mark = mark_key(&format!("e:tweet.detected:mon-7f3a2c91:{seq}"));
-                    if db.get(&mark).expect("get").is_some() {
-                        continue;
-                    }
-                    let id = db.generate_id().expect("id");
-                    let expiry = (now_ms() + window.as_millis() as u64).to_be_bytes();
-                    let record = Record::new(body(seq), now_ms()).encode();
-                    if way == "group batch" {
-                        batch.insert(mark, &expiry);
-                        batch.insert(pending_key(id), record);
-                    } else {
-                        db.insert(mark, &expiry).expect("insert");
-                        db.insert(pending_key(id), record).expect("insert");
-                    }
-                }
-                if way == "group batch" {
-                    db.apply_batch(batch).expect("batch");
-                }
-                db.flush().expect("flush");
-            }
+        if way == "group batch" {
+            db.apply_batch(batch).expect("batch");
         }
+        db.flush().expect("flush");
     }
     let secs = start.elapsed().as_secs_f64();
     let bytes = written_bytes() - before;
@@ -133,7 +139,7 @@ fn main() {
     for group in [1, 16, 128, 1024] {
         // Few events at group 1: each is a full synchronous write.
         let n = if group == 1 { events / 10 } else { events };
-        for way in ["enqueue", "group batch", "inserts"] {
+        for way in ["event batch", "group batch", "inserts"] {
             let (rate, bytes) = run(way, n, group);
             println!("{way:<12} {group:>6} {rate:>12.0} {bytes:>16.0}");
         }

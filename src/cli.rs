@@ -9,9 +9,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Context as _;
 use bytes::Bytes;
 
-use crate::config::{Config, TargetKind};
+use crate::config::Config;
 use crate::event::Event;
-use crate::outbox::{Outbox, State};
+pub use crate::outbox::State;
+use crate::outbox::{Admin, Listed};
 use crate::routes::Router;
 use crate::target::Target;
 
@@ -19,14 +20,6 @@ use crate::target::Target;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
-
-pub fn kind_name(kind: &TargetKind) -> &'static str {
-    match kind {
-        TargetKind::Slack(_) => "slack",
-        TargetKind::Discord(_) => "discord",
-        TargetKind::Http(_) => "http",
-    }
-}
 
 /// `route`: the matching routes, the targets, and the exact request each target would get.
 pub fn route(config: &Config, raw: Vec<u8>, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -67,7 +60,7 @@ pub fn route(config: &Config, raw: Vec<u8>, out: &mut dyn Write) -> anyhow::Resu
             out,
             "\n--- {} ({}): {} {}",
             t.name,
-            kind_name(&t.kind),
+            t.kind.name(),
             request.method,
             crate::secret::redact_url(&request.url)
         )?;
@@ -79,10 +72,10 @@ pub fn route(config: &Config, raw: Vec<u8>, out: &mut dyn Write) -> anyhow::Resu
 
 /// Open the store for an admin command, and check that `--target`, when given, names a
 /// target of the config or of the store (a removed target may still hold deliveries).
-fn open(config: &Config, target: Option<&str>) -> anyhow::Result<Outbox> {
-    let store = Outbox::open(&config.outbox.path)?;
+fn open(config: &Config, target: Option<&str>) -> anyhow::Result<Box<dyn Admin>> {
+    let store = crate::outbox::open_admin(&config.outbox)?;
     if target.is_some() {
-        check_target(config, &store.targets_with_deliveries()?, target)?;
+        check_target(config, &store.targets()?, target)?;
     }
     Ok(store)
 }
@@ -117,7 +110,8 @@ pub fn outbox_stats(config: &Config, out: &mut dyn Write) -> anyhow::Result<()> 
             .collect::<Vec<_>>(),
     );
     for name in names {
-        let (pending, dead) = stats.get(&name).copied().unwrap_or_default();
+        let counts = stats.get(&name).copied().unwrap_or_default();
+        let (pending, dead) = (counts.pending, counts.dead);
         let note = if config.targets.iter().any(|t| t.name == name) {
             ""
         } else {
@@ -132,48 +126,61 @@ fn time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
+/// The noun of a state in the commands' reports.
+fn noun(state: State) -> &'static str {
+    match state {
+        State::Pending => "pending deliveries",
+        State::Dead => "dead letters",
+    }
+}
+
 pub fn outbox_list(
     config: &Config,
     target: Option<&str>,
-    dead: bool,
+    state: State,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let store = open(config, target)?;
-    let state = if dead { State::Dead } else { State::Pending };
-    let mut n = 0;
-    for item in store.list(state, target) {
-        let d = item?;
-        let tweet = serde_json::from_slice::<crate::event::Fields>(&d.record.body)
-            .ok()
-            .and_then(|f| f.tweet_id)
-            .unwrap_or_default();
-        write!(
-            out,
-            "{} {} tweet={} attempts={} enqueued={}",
-            store.delivery_id(d.seq),
-            d.target,
-            tweet,
-            d.record.attempts,
-            time(d.record.enqueued_ms)
-        )?;
-        if !dead && d.record.next_attempt_ms > 0 {
-            write!(out, " next={}", time(d.record.next_attempt_ms))?;
-        }
-        if !d.record.reason.is_empty() {
-            write!(out, " reason={:?}", d.record.reason)?;
+    let listed = store.list(state, target)?;
+    for item in &listed {
+        match item {
+            Listed::Readable {
+                id,
+                target,
+                attempts,
+                enqueued_ms,
+                next_attempt_ms,
+                reason,
+                body,
+            } => {
+                let tweet = serde_json::from_slice::<crate::event::Fields>(body)
+                    .ok()
+                    .and_then(|f| f.tweet_id)
+                    .unwrap_or_default();
+                write!(
+                    out,
+                    "{id} {target} tweet={tweet} attempts={attempts} enqueued={}",
+                    time(*enqueued_ms)
+                )?;
+                if state == State::Pending && *next_attempt_ms > 0 {
+                    write!(out, " next={}", time(*next_attempt_ms))?;
+                }
+                if let Some(reason) = reason {
+                    write!(out, " reason={reason:?}")?;
+                }
+            }
+            Listed::Unreadable { id, target, error } => {
+                let reason = format!("{error}: `outbox purge` removes it");
+                write!(
+                    out,
+                    "{id} {target} tweet= attempts=0 enqueued={} reason={reason:?}",
+                    time(0)
+                )?;
+            }
         }
         writeln!(out)?;
-        n += 1;
     }
-    writeln!(
-        out,
-        "{n} {}",
-        if dead {
-            "dead letters"
-        } else {
-            "pending deliveries"
-        }
-    )?;
+    writeln!(out, "{} {}", listed.len(), noun(state))?;
     Ok(())
 }
 
@@ -184,19 +191,11 @@ pub fn outbox_retry(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let store = open(config, target)?;
-    let seqs = ids
-        .iter()
-        .map(|id| {
-            store.parse_delivery_id(id).ok_or_else(|| {
-                UsageError(format!(
-                    "`{id}` is not a delivery id (see `outbox list --dead`)"
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let moved = store.retry_dead(target, &seqs)?;
-    for (t, seq) in &moved {
-        writeln!(out, "{} {t} moved back to pending", store.delivery_id(*seq))?;
+    let moved = store
+        .retry(target, ids)?
+        .map_err(|bad| UsageError(bad.to_string()))?;
+    for (id, t) in &moved {
+        writeln!(out, "{id} {t} moved back to pending")?;
     }
     writeln!(
         out,
@@ -209,21 +208,12 @@ pub fn outbox_retry(
 pub fn outbox_purge(
     config: &Config,
     target: Option<&str>,
-    dead: bool,
+    state: State,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let store = open(config, target)?;
-    let state = if dead { State::Dead } else { State::Pending };
     let n = store.purge(state, target)?;
-    writeln!(
-        out,
-        "{n} {} deleted",
-        if dead {
-            "dead letters"
-        } else {
-            "pending deliveries"
-        }
-    )?;
+    writeln!(out, "{n} {} deleted", noun(state))?;
     Ok(())
 }
 
@@ -238,27 +228,28 @@ pub async fn send_test(config: &Config, name: &str, out: &mut dyn Write) -> anyh
         return Err(UsageError(format!("no target named `{name}`{hint}")).into());
     };
     let target = Target::new(t.clone()).context("cannot build the HTTP client")?;
-    let event = Bytes::from(crate::demo::sample_event(0).to_string());
+    let event = Bytes::from(crate::sample::sample_event(0).to_string());
     let id = format!("msg_send_test_{:016x}", fastrand::u64(..));
     let request = target.request(&id, crate::target::unix_now(), &event)?;
     writeln!(
         out,
         "sending a sample event to {} ({}): {} {}",
         t.name,
-        kind_name(&t.kind),
+        t.kind.name(),
         request.method,
         t.url
     )?;
-    let answer = target.send(request).await;
-    let judgement = target.judge(&answer);
-    let ok = judgement.verdict == crate::retry::Verdict::Delivered;
-    writeln!(
-        out,
-        "{}: {}",
-        if ok { "delivered" } else { "failed" },
-        judgement.reason
-    )?;
-    if let Some(advice) = judgement.advice {
+    let outcome = target.send(request).await;
+    let ok = outcome.verdict == crate::retry::Verdict::Delivered;
+    match &outcome.failure {
+        None => writeln!(out, "delivered: HTTP {}", outcome.status.unwrap_or(200))?,
+        Some(failure) => writeln!(
+            out,
+            "{}: {failure}",
+            if ok { "delivered" } else { "failed" }
+        )?,
+    }
+    if let Some(advice) = outcome.advice {
         writeln!(out, "what to fix: {advice}")?;
     }
     Ok(ok)

@@ -158,13 +158,13 @@ fn main() -> ExitCode {
             match command {
                 OutboxCommand::Stats => cli::outbox_stats(&config, out),
                 OutboxCommand::List { target, dead } => {
-                    cli::outbox_list(&config, target.as_deref(), dead, out)
+                    cli::outbox_list(&config, target.as_deref(), state(dead), out)
                 }
                 OutboxCommand::Retry { target, ids } => {
                     cli::outbox_retry(&config, target.as_deref(), &ids, out)
                 }
                 OutboxCommand::Purge { target, dead } => {
-                    cli::outbox_purge(&config, target.as_deref(), dead, out)
+                    cli::outbox_purge(&config, target.as_deref(), state(dead), out)
                 }
             }
         }
@@ -178,6 +178,15 @@ fn main() -> ExitCode {
                 None => ExitCode::from(1),
             }
         }
+    }
+}
+
+/// `--dead` names the dead letters; without it, the pending deliveries.
+fn state(dead: bool) -> cli::State {
+    if dead {
+        cli::State::Dead
+    } else {
+        cli::State::Pending
     }
 }
 

@@ -8,6 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::config::RetryPolicy;
+use crate::failure::Cause;
 
 /// How one attempt ended, as far as the decision needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +26,7 @@ pub enum AttemptResult {
 }
 
 /// The decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Delivered,
     /// Try again, not before `floor` when the server gave one.
@@ -54,7 +55,13 @@ pub fn classify(result: &AttemptResult) -> Verdict {
 /// The delay before attempt `attempts + 1`, after `attempts` failures (≥ 1): exponential
 /// from `initial`, capped at `max`, with jitter in the upper half so that retries of a
 /// burst spread out but never come sooner than half the nominal delay (nor `initial`).
-pub fn backoff(policy: &RetryPolicy, attempts: u32) -> Duration {
+#[cfg(test)]
+fn backoff(policy: &RetryPolicy, attempts: u32) -> Duration {
+    backoff_at(policy, attempts, fastrand::f64())
+}
+
+/// [`backoff`] with the jitter given: `unit` in `[0, 1]` picks the point in the upper half.
+fn backoff_at(policy: &RetryPolicy, attempts: u32, unit: f64) -> Duration {
     let exp = attempts.saturating_sub(1).min(32);
     let nominal = policy
         .initial
@@ -62,8 +69,63 @@ pub fn backoff(policy: &RetryPolicy, attempts: u32) -> Duration {
         .min(policy.max)
         .max(policy.initial.min(policy.max));
     let half = nominal / 2;
-    let jitter = Duration::from_nanos(fastrand::u64(0..=half.as_nanos() as u64));
+    let jitter = half.mul_f64(unit.clamp(0.0, 1.0));
     (half + jitter).max(policy.initial.min(nominal))
+}
+
+/// What a delivery's history says about its next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tried {
+    /// Attempts made so far, the failed one included.
+    pub attempts: u32,
+    /// When the delivery was accepted, ms since the epoch (for `max_age`).
+    pub enqueued_ms: u64,
+}
+
+/// When a failed delivery is attempted next, or that it is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Not before this instant, ms since the epoch.
+    At(u64),
+    /// Give up: dead-letter it.
+    Dead(Cause),
+}
+
+/// The retry schedule after a retriable failure at `now_ms`, as a pure function: the
+/// policy's backoff (with the jitter point `unit` in `[0, 1]`), never before the target's
+/// `floor` (`Retry-After`), never past `max_age`: one last attempt at the deadline rather
+/// than none, unless the target itself asked to wait past it.
+pub(crate) fn next(
+    policy: &RetryPolicy,
+    tried: Tried,
+    floor: Option<Duration>,
+    now_ms: u64,
+    unit: f64,
+) -> Next {
+    let age = Duration::from_millis(now_ms.saturating_sub(tried.enqueued_ms));
+    if exhausted(policy, age, tried.attempts) {
+        return Next::Dead(Cause::Exhausted {
+            attempts: tried.attempts,
+            age,
+        });
+    }
+    let delay = backoff_at(policy, tried.attempts, unit).max(floor.unwrap_or_default());
+    let deadline = tried.enqueued_ms.saturating_add(millis(policy.max_age));
+    let at = now_ms.saturating_add(millis(delay));
+    if at <= deadline {
+        return Next::At(at);
+    }
+    if floor.is_some_and(|f| now_ms.saturating_add(millis(f)) > deadline) {
+        return Next::Dead(Cause::WaitPastMaxAge {
+            max_age: policy.max_age,
+        });
+    }
+    Next::At(deadline)
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Whether a delivery has used up its policy: older than `max_age`, or `max_attempts` made.
@@ -185,6 +247,76 @@ mod tests {
             }
         }
         assert!(backoff(&p, 0) <= Duration::from_secs(1));
+    }
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn tried(attempts: u32) -> Tried {
+        Tried {
+            attempts,
+            enqueued_ms: T0,
+        }
+    }
+
+    #[test]
+    fn next_waits_the_backoff_from_now() {
+        let p = policy();
+        // attempt 3 failed 10 s after enqueue: nominal 4 s, jitter point 0 = half of it.
+        assert_eq!(
+            next(&p, tried(3), None, T0 + 10_000, 0.0),
+            Next::At(T0 + 12_000)
+        );
+        assert_eq!(
+            next(&p, tried(3), None, T0 + 10_000, 1.0),
+            Next::At(T0 + 14_000)
+        );
+    }
+
+    #[test]
+    fn next_never_comes_before_the_targets_floor() {
+        let p = policy();
+        assert_eq!(
+            next(&p, tried(1), Some(Duration::from_secs(30)), T0, 1.0),
+            Next::At(T0 + 30_000)
+        );
+    }
+
+    #[test]
+    fn next_is_dead_when_the_policy_ran_out() {
+        let mut p = policy();
+        let late = T0 + 3_600_000;
+        assert_eq!(
+            next(&p, tried(7), None, late, 0.5),
+            Next::Dead(Cause::Exhausted {
+                attempts: 7,
+                age: Duration::from_secs(3600)
+            })
+        );
+        p.max_attempts = Some(2);
+        assert!(matches!(
+            next(&p, tried(2), None, T0 + 1, 0.5),
+            Next::Dead(Cause::Exhausted { attempts: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn next_makes_one_last_attempt_at_the_deadline() {
+        let p = policy();
+        // 59 min 59 s in, backoff would pass the hour: one attempt at the deadline.
+        let now = T0 + 3_599_000;
+        assert_eq!(next(&p, tried(1), None, now, 1.0), Next::At(T0 + 3_600_000));
+    }
+
+    #[test]
+    fn next_is_dead_when_the_target_asks_to_wait_past_max_age() {
+        let p = policy();
+        let now = T0 + 3_500_000;
+        assert_eq!(
+            next(&p, tried(1), Some(Duration::from_secs(200)), now, 0.0),
+            Next::Dead(Cause::WaitPastMaxAge {
+                max_age: Duration::from_secs(3600)
+            })
+        );
     }
 
     #[test]

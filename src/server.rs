@@ -17,19 +17,33 @@ use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::app::Handles;
 use crate::config::Config;
 use crate::event::Event;
-use crate::intake::Accepted;
+use crate::intake::{Accepted, Intake};
+use crate::outbox::OutboxError;
 use crate::secret::Secret;
 use crate::shutdown::Shutdown;
+use crate::telemetry::Metrics;
 use crate::telemetry::error_chain;
 
 mod normalize;
 
+/// What the server needs of the running bridge.
+#[derive(Clone)]
+pub(crate) struct Handles {
+    /// Rendered by `/metrics`; `/ingest` counts invalid bodies.
+    pub metrics: std::sync::Arc<Metrics>,
+    /// Where `/ingest` events go.
+    pub intake: Intake,
+    /// true while the stream is connected (`/readyz`).
+    pub connected: tokio::sync::watch::Receiver<bool>,
+}
+
 #[derive(Clone)]
 struct AppState {
+    /// The bridge's parts.
     handles: Handles,
+    /// `/ingest` is served only when set.
     ingest_secret: Option<Secret>,
     /// No stream is configured: readiness is the server's own.
     ingest_only: bool,
@@ -37,7 +51,7 @@ struct AppState {
 
 /// Bind and serve when `[server]` is configured. Binding happens before this returns, so
 /// a port in use is a start-up error, not a log line.
-pub async fn start(
+pub(crate) async fn start(
     config: &Config,
     handles: Handles,
     mut shutdown: Shutdown,
@@ -134,15 +148,17 @@ async fn ingest(
 }
 
 async fn store(s: &AppState, event: Event) -> Response {
-    match s.handles.intake.from_ingest(event).await {
-        Ok(Ok(Accepted::Queued(_) | Accepted::Unrouted)) => {
+    match s.handles.intake.ingested(event).await {
+        Ok(Accepted::Stored | Accepted::Offered | Accepted::Unrouted) => {
             (StatusCode::ACCEPTED, "accepted\n").into_response()
         }
-        Ok(Err(e)) => {
+        Err(OutboxError::Closed) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+        }
+        Err(e) => {
             tracing::error!(error = %error_chain(&e), "Could not store an /ingest event; asking the sender to retry");
             (StatusCode::SERVICE_UNAVAILABLE, "not stored, retry later\n").into_response()
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
     }
 }
 

@@ -232,7 +232,7 @@ impl Source {
         }
     }
 
-    async fn accept(&self, bytes: Bytes) -> Result<(), crate::intake::Closed> {
+    async fn accept(&self, bytes: Bytes) -> Result<(), crate::outbox::OutboxError> {
         if bytes.len() > self.config.max_message_size {
             self.metrics.events_invalid.inc();
             tracing::warn!(
@@ -243,7 +243,7 @@ impl Source {
             return Ok(());
         }
         match Event::parse(bytes) {
-            Ok(event) => self.intake.from_stream(event).await.map(drop),
+            Ok(event) => self.intake.streamed(event).await.map(drop),
             Err(e) => {
                 self.metrics.events_invalid.inc();
                 tracing::warn!(error = %e, "Ignored a frame that is not an event");

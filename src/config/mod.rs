@@ -120,6 +120,8 @@ pub struct ReconnectConfig {
 /// `[outbox]`: the sled store.
 #[derive(Debug, Clone)]
 pub struct OutboxConfig {
+    /// The storage backend. Only `sled` for now.
+    pub backend: OutboxBackend,
     /// The sled directory, created if missing. Default `./badger-relay-data`, relative
     /// to the working directory.
     pub path: PathBuf,
@@ -184,11 +186,26 @@ pub enum DedupeMode {
     Event,
 }
 
+/// A target's platform, with the options only it takes.
 #[derive(Debug, Clone)]
 pub enum TargetKind {
     Slack(SlackOptions),
     Discord(DiscordOptions),
     Http(HttpOptions),
+}
+
+impl TargetKind {
+    /// Its `type` in the config: `slack`, `discord`, `http`.
+    pub fn name(&self) -> &'static str {
+        schema::Kind::of(self).name()
+    }
+}
+
+/// `[outbox] backend`: where deliveries wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxBackend {
+    /// The embedded sled store in `path` (the default).
+    Sled,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -17,8 +17,8 @@ use super::error::{Problem, closest};
 use super::interpolate::Env;
 use super::values::{self, Invalid};
 use super::{
-    Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, OutboxConfig, RateLimit,
-    ReconnectConfig, RetryPolicy, RouteConfig, ServerConfig, SlackOptions, SourceConfig,
+    Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, OutboxBackend, OutboxConfig,
+    RateLimit, ReconnectConfig, RetryPolicy, RouteConfig, ServerConfig, SlackOptions, SourceConfig,
     TargetConfig, TargetKind,
 };
 use crate::secret::{Secret, SecretUrl};
@@ -32,7 +32,7 @@ const SOURCE_KEYS: &[&str] = &[
     "reconnect",
 ];
 const RECONNECT_KEYS: &[&str] = &["initial", "max"];
-const OUTBOX_KEYS: &[&str] = &["path", "dedupe_window", "retry"];
+const OUTBOX_KEYS: &[&str] = &["backend", "path", "dedupe_window", "retry"];
 const RETRY_KEYS: &[&str] = &["initial", "max", "max_age", "max_attempts"];
 const SERVER_KEYS: &[&str] = &["listen", "ingest_secret"];
 /// Keys every target takes, whatever its type.
@@ -154,6 +154,12 @@ fn reconnect(item: &Item, env: Env) -> Result<ReconnectConfig, Problem> {
 
 fn outbox(t: &Table, env: Env) -> Result<OutboxConfig, Problem> {
     t.check_keys(OUTBOX_KEYS)?;
+    let backend = t.opt("backend", |item| {
+        let backends = [("sled", OutboxBackend::Sled)];
+        parse(item, env, |s| {
+            values::choice(s, "outbox backend", &backends)
+        })
+    })?;
     let path = t.opt("path", |item| {
         let path = item.string(env)?;
         if path.is_empty() {
@@ -167,6 +173,7 @@ fn outbox(t: &Table, env: Env) -> Result<OutboxConfig, Problem> {
         None => DEFAULT_RETRY,
     };
     Ok(OutboxConfig {
+        backend: backend.unwrap_or(OutboxBackend::Sled),
         path: path.unwrap_or_else(|| PathBuf::from(DEFAULT_OUTBOX_PATH)),
         dedupe_window: dedupe_window.unwrap_or(DEFAULT_DEDUPE_WINDOW),
         retry,
@@ -275,7 +282,7 @@ fn targets(t: &Table, outbox_retry: &RetryPolicy, env: Env) -> Result<Vec<Target
 
 /// The kinds of target, and the options only each kind takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Slack,
     Discord,
     Http,
@@ -284,7 +291,17 @@ enum Kind {
 impl Kind {
     const ALL: [Kind; 3] = [Kind::Slack, Kind::Discord, Kind::Http];
 
-    fn name(self) -> &'static str {
+    /// The kind of a built target: the other direction of [`Kind::name`].
+    pub(super) fn of(kind: &TargetKind) -> Kind {
+        match kind {
+            TargetKind::Slack(_) => Kind::Slack,
+            TargetKind::Discord(_) => Kind::Discord,
+            TargetKind::Http(_) => Kind::Http,
+        }
+    }
+
+    /// The `type` value, the one place a kind is named.
+    pub(super) fn name(self) -> &'static str {
         match self {
             Kind::Slack => "slack",
             Kind::Discord => "discord",

@@ -92,11 +92,7 @@ fn source_url(s: &SourceConfig) -> String {
 }
 
 fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
-    let kind = match t.kind {
-        TargetKind::Slack(_) => "slack",
-        TargetKind::Discord(_) => "discord",
-        TargetKind::Http(_) => "http",
-    };
+    let kind = t.kind.name();
     writeln!(out, "  {}: {kind} {}", t.name, t.url.redacted())?;
     let rate = t.rate_limit.map_or_else(|| "none".to_owned(), rate_limit);
     let dedupe = match t.dedupe {

@@ -1,54 +1,82 @@
-//! The durable outbox: every accepted delivery, on disk, until its target answers 2xx.
+//! The outbox seam: where accepted deliveries wait until their target answered 2xx.
 //!
-//! # Layout
-//! One sled tree, so that everything one event writes goes in one atomic batch:
+//! The rest of the relay sees the outbox through two interfaces, at the level it thinks at:
 //!
-//! ```text
-//! m/instance                    8 random bytes, made when the store is created
-//! p/<target>\0<seq u64 BE>      pending delivery  (Record)
-//! d/<target>\0<seq u64 BE>      dead letter       (Record, reason set)
-//! k/<target>\0<dedupe key>      dedupe mark       (expiry, ms since epoch, u64 BE)
-//! ```
+//! - [`Outbox`], the running store. The intake hands it groups of routed events
+//!   ([`Outbox::enqueue`]: durable when it returns); each target's worker takes an
+//!   ordered [`Queue`] of [`Delivery`]s and reports back one of three things per delivery:
+//!   [`complete`](Outbox::complete) after a 2xx, [`retry_at`](Outbox::retry_at) a time
+//!   with the failure, or [`dead_letter`](Outbox::dead_letter). A delivery carries an
+//!   opaque handle that only its backend reads, and its `webhook-id`.
+//! - [`Admin`], the store at rest, for `outbox stats | list | retry | purge`.
 //!
-//! `seq` comes from sled's persistent id generator, so it grows in arrival order across
-//! restarts; a target's pending deliveries read in key order are its queue. Target names
-//! are validated to `[A-Za-z0-9_.-]`, so the `\0` separator cannot occur in them.
+//! Grouping is the same for every backend and lives here ([`Inbox`] and
+//! [`run_intake`]): submissions queue on a bounded channel (back-pressure on the stream
+//! reader), and whatever is waiting is handed to the backend as one group, so one
+//! fsync (or one round of publish acks) covers many events.
 //!
-//! # Invariants
-//! - An event's deliveries and its dedupe marks are written in one batch: a crash can
-//!   never leave a mark without the deliveries it guards (which would turn a replayed
-//!   event into a "duplicate" that is never delivered).
-//! - A delivery is attempted only after the flush that made it durable (the committer
-//!   publishes the highest durable `seq`; workers never read past it).
-//! - A pending record leaves only by `complete` (after a 2xx) or by moving, in one batch,
-//!   to a dead letter.
-//! - The delivery id sent as `webhook-id` is derived from the instance and the seq, so it
-//!   is stable across retries and restarts and unique across stores.
-//!
-//! Only one process may hold the store: a lock file is taken before sled opens, so a
-//! second `run` or an `outbox` command gets [`OutboxError::Locked`] instead of a fight.
+//! Backends: [`sled`] (embedded, the default; its layout and invariants are in its module
+//! doc) and, for unit tests of the delivery worker under paused time, `memory`. Each
+//! keeps its own pending/dead gauges exact.
 
-mod committer;
-mod handoff;
-mod record;
+pub(crate) mod sled;
 
-pub use committer::{CloseCommitter, Closed, Committer, Enqueued, Submission, TargetSlot};
-pub use handoff::Handoff;
-pub use record::Record;
+#[cfg(test)]
+pub(crate) mod memory;
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
 
-/// sled's page cache: small, because the backlog is meant to live on disk, not in RAM.
-const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+use crate::event::Event;
+use crate::failure::{DeadLetter, Failure};
+use crate::telemetry::error_chain;
 
-const LOCK_FILE: &str = "badger-relay.lock";
+/// How many events one group (one fsync) may cover at most.
+const GROUP_MAX: usize = 1024;
 
-/// Why the store cannot be used. Every variant names the path, so the operator knows
-/// which directory to look at.
+/// One routed event on its way into the outbox.
+#[derive(Debug)]
+pub(crate) struct Routed {
+    /// The event, its bytes as received.
+    pub event: Event,
+    /// The targets the routes chose (indices into the config's targets), each with the
+    /// dedupe key its `dedupe` mode gives this event.
+    pub deliveries: Vec<(usize, String)>,
+}
+
+/// What became of a stored event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Enqueued {
+    /// Targets that got a delivery.
+    pub written: Vec<usize>,
+    /// Targets skipped because their dedupe key was seen within the window.
+    pub duplicates: Vec<usize>,
+}
+
+/// One delivery, as a worker holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery<H> {
+    /// Where the backend finds it again; opaque to the worker.
+    pub handle: H,
+    /// Sent as `webhook-id`: stable across retries and restarts.
+    pub id: String,
+    /// The event JSON exactly as received.
+    pub body: Bytes,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the event was accepted, ms since the epoch (for `max_age`).
+    pub enqueued_ms: u64,
+    /// No attempt before this, ms since the epoch (0: at once).
+    pub next_attempt_ms: u64,
+}
+
+/// Why the outbox cannot do what was asked. Backend-neutral: the backend's own error is
+/// kept as the `source`, and [`OutboxError::is_retriable`] says whether trying again later
+/// can help.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error("the outbox {path} is in use by another badger-relay process (stop `run` first)")]
@@ -65,592 +93,307 @@ pub enum OutboxError {
          restore it from a backup"
     )]
     Corrupt { path: PathBuf, detail: String },
-    /// A group could not be written or flushed; each of its events gets this.
-    #[error("the outbox {path} could not store the event: {detail}")]
-    Unavailable { path: PathBuf, detail: String },
+    /// A read or write failed; what was asked did not happen (or may not have).
     #[error("outbox storage error in {path}")]
     Storage {
         path: PathBuf,
         #[source]
-        source: sled::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A group could not be made durable; each of its events that waited gets this.
+    #[error("the outbox could not store the event: {detail}")]
+    Unavailable { detail: String },
+    /// The intake is closed (shutdown): the event was not accepted.
+    #[error("the outbox is shutting down")]
+    Closed,
 }
 
-/// Where a delivery sits.
+impl OutboxError {
+    /// Whether the same request may succeed later (a failing disk may recover; a lock
+    /// is released when the other process stops), as opposed to a store that is damaged
+    /// or shut.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            OutboxError::Storage { .. }
+                | OutboxError::Unavailable { .. }
+                | OutboxError::Locked { .. }
+        )
+    }
+}
+
+/// The running store, as the intake and the delivery workers use it.
+pub(crate) trait Outbox: Send + Sync + 'static {
+    /// Where a delivery lives in this backend.
+    type Handle: Clone + Send + Sync + std::fmt::Debug + 'static;
+    /// One target's ordered deliveries.
+    type Queue: Queue<Handle = Self::Handle>;
+
+    /// Store a group of routed events: when this returns `Ok`, every delivery in it is
+    /// durable and on its way to its worker. One result per event, in order. An event's
+    /// deliveries and its dedupe marks are stored together or not at all.
+    fn enqueue(
+        &self,
+        group: &[Routed],
+    ) -> impl Future<Output = Result<Vec<Enqueued>, OutboxError>> + Send;
+
+    /// Target `target`'s deliveries, in arrival order. Called once per target.
+    fn queue(self: std::sync::Arc<Self>, target: usize) -> Self::Queue;
+
+    /// The target answered 2xx: the delivery leaves the outbox.
+    fn complete(
+        &self,
+        target: usize,
+        delivery: &Delivery<Self::Handle>,
+    ) -> impl Future<Output = Result<(), OutboxError>> + Send;
+
+    /// The attempt failed and another is due at `delivery.next_attempt_ms`: store the
+    /// schedule (attempts, next attempt, failure) so a restart resumes it.
+    fn retry_at(
+        &self,
+        target: usize,
+        delivery: &Delivery<Self::Handle>,
+        failure: &Failure,
+    ) -> impl Future<Output = Result<(), OutboxError>> + Send;
+
+    /// Give up on the delivery: it moves to the dead letters, with why.
+    fn dead_letter(
+        &self,
+        target: usize,
+        delivery: &Delivery<Self::Handle>,
+        dead: &DeadLetter,
+    ) -> impl Future<Output = Result<(), OutboxError>> + Send;
+
+    /// Make every change so far durable (after the drain, before exit).
+    fn flush(&self) -> impl Future<Output = Result<(), OutboxError>> + Send;
+}
+
+/// One target's deliveries, in order.
+pub(crate) trait Queue: Send + 'static {
+    /// The backend's handle type.
+    type Handle;
+
+    /// The next delivery, waiting until there is one. Cancel-safe: dropping the future
+    /// loses no delivery (a worker selects on it next to its other work).
+    fn next(&mut self) -> impl Future<Output = Delivery<Self::Handle>> + Send;
+}
+
+/// Where a delivery sits, for the admin commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Pending,
     Dead,
 }
 
-impl State {
-    fn prefix(self) -> u8 {
-        match self {
-            State::Pending => b'p',
-            State::Dead => b'd',
-        }
-    }
-}
-
-/// What [`Outbox::scan_pending`] found.
-#[derive(Debug)]
-pub struct Scan {
-    pub items: Vec<(u64, Record)>,
-    /// Keys looked at, readable or not.
-    pub scanned: usize,
-    /// The seq of the last key looked at.
-    pub last: Option<u64>,
-}
-
-/// A delivery read back from the store.
+/// A delivery as `outbox list` shows it.
 #[derive(Debug, Clone)]
-pub struct Stored {
-    pub target: String,
-    pub seq: u64,
-    pub state: State,
-    /// False for a record this version cannot decode (`record` is then a placeholder).
-    pub readable: bool,
-    pub record: Record,
+pub(crate) enum Listed {
+    /// A record this version can read.
+    Readable {
+        /// Its `webhook-id`.
+        id: String,
+        /// The target's name.
+        target: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Accepted at, ms since the epoch.
+        enqueued_ms: u64,
+        /// Next attempt at, ms since the epoch (0: none scheduled).
+        next_attempt_ms: u64,
+        /// The last failure, or for a dead letter why it was given up on.
+        reason: Option<String>,
+        /// The event, for its tweet id.
+        body: Bytes,
+    },
+    /// A record this version cannot decode: listed so that it can be seen and purged.
+    Unreadable {
+        /// Its `webhook-id`.
+        id: String,
+        /// The target's name.
+        target: String,
+        /// What is wrong with it.
+        error: String,
+    },
 }
 
-/// The store. Cheap to clone: every clone is the same open database.
-#[derive(Clone)]
-pub struct Outbox {
-    db: sled::Db,
-    path: PathBuf,
-    instance: u64,
-    /// Held for the life of the store: the advisory lock that keeps a second process out.
-    _lock: std::sync::Arc<File>,
+/// Pending and dead deliveries of one target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Waiting for delivery.
+    pub pending: u64,
+    /// Dead letters.
+    pub dead: u64,
 }
 
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("path", &self.path).finish()
+/// The store at rest, for `outbox stats | list | retry | purge`.
+pub(crate) trait Admin {
+    /// Counts per target name (targets no longer configured included).
+    fn stats(&self) -> Result<std::collections::BTreeMap<String, Counts>, OutboxError>;
+    /// Every delivery in `state`, optionally of one target, in order.
+    fn list(&self, state: State, target: Option<&str>) -> Result<Vec<Listed>, OutboxError>;
+    /// Move dead letters back to pending with a fresh retry budget: all of them, those
+    /// of one target, or those with the given ids. Returns (id, target) of each moved.
+    /// An id this store did not make is a [`BadId`] error, not a silent no-op.
+    fn retry(
+        &self,
+        target: Option<&str>,
+        ids: &[String],
+    ) -> Result<Result<Vec<(String, String)>, BadId>, OutboxError>;
+    /// Delete deliveries in `state`. Returns the count.
+    fn purge(&self, state: State, target: Option<&str>) -> Result<u64, OutboxError>;
+    /// Target names that have deliveries.
+    fn targets(&self) -> Result<Vec<String>, OutboxError>;
+}
+
+/// A delivery id given to `outbox retry` that this store cannot have made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadId {
+    #[error("`{0}` is not a delivery id (see `outbox list --dead`)")]
+    Malformed(String),
+    #[error(
+        "`{0}` was made by another outbox (its instance part differs from this one's); \
+         run `outbox list --dead` against this config's outbox for its ids"
+    )]
+    ForeignStore(String),
+}
+
+/// Open the configured store at rest for an admin command. Fails with
+/// [`OutboxError::Locked`] while `run` holds it.
+pub(crate) fn open_admin(
+    config: &crate::config::OutboxConfig,
+) -> Result<Box<dyn Admin>, OutboxError> {
+    match config.backend {
+        crate::config::OutboxBackend::Sled => Ok(Box::new(sled::Store::open(&config.path)?)),
     }
 }
 
-pub fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch, by the wall clock.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64
 }
 
-fn key(state: State, target: &str, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + target.len() + 1 + 8);
-    k.push(state.prefix());
-    k.push(b'/');
-    k.extend_from_slice(target.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+/// One event waiting in the inbox, with whoever waits for it.
+struct Submission {
+    /// The event and its deliveries.
+    routed: Routed,
+    /// Answered once stored (or not); `None` when the sender does not wait.
+    ack: Option<oneshot::Sender<Result<Enqueued, OutboxError>>>,
 }
 
-fn target_prefix(state: State, target: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + target.len() + 1);
-    k.push(state.prefix());
-    k.push(b'/');
-    k.extend_from_slice(target.as_bytes());
-    k.push(0);
-    k
+/// The sending side of the outbox's intake. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Inbox {
+    /// To [`run_intake`].
+    tx: mpsc::Sender<Submission>,
 }
 
-fn dedupe_key(target: &str, dedupe: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + target.len() + 1 + dedupe.len());
-    k.extend_from_slice(b"k/");
-    k.extend_from_slice(target.as_bytes());
-    k.push(0);
-    k.extend_from_slice(dedupe.as_bytes());
-    k
+/// Closes the intake at shutdown: what was already sent is still stored, later
+/// submissions get [`OutboxError::Closed`], and the intake ends even if an [`Inbox`] is
+/// still held somewhere (an HTTP connection that will not finish, say).
+pub(crate) struct CloseInbox(oneshot::Sender<()>);
+
+impl CloseInbox {
+    pub(crate) fn close(self) {
+        let _ = self.0.send(());
+    }
 }
 
-/// Split `p/<target>\0<seq>` into its parts.
-fn parse_key(k: &[u8]) -> Option<(State, &str, u64)> {
-    let state = match k.first()? {
-        b'p' => State::Pending,
-        b'd' => State::Dead,
-        _ => return None,
-    };
-    let rest = k.get(2..)?;
-    let nul = rest.iter().position(|&b| b == 0)?;
-    let target = std::str::from_utf8(&rest[..nul]).ok()?;
-    let seq = u64::from_be_bytes(rest.get(nul + 1..)?.try_into().ok()?);
-    Some((state, target, seq))
-}
-
-impl Outbox {
-    /// Open (or create) the store at `path`.
-    pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
-        let open_err = |source| OutboxError::Open {
-            path: path.to_owned(),
-            source,
-        };
-        if path.exists() && !path.is_dir() {
-            return Err(OutboxError::Corrupt {
-                path: path.to_owned(),
-                detail: "the path is a file, not a directory".into(),
-            });
-        }
-        std::fs::create_dir_all(path).map_err(open_err)?;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path.join(LOCK_FILE))
-            .map_err(open_err)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(OutboxError::Locked {
-                    path: path.to_owned(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(open_err(e)),
-        }
-        // A store we created always holds `m/instance` (written and flushed first). If its
-        // files exist but the marker does not come back, sled "recovered" a damaged log
-        // as empty: refuse, rather than start fresh and hide the pending deliveries.
-        let existed = path.join("db").join("db").exists();
-        let db = open_sled(path)?;
-        let storage = |source| OutboxError::Storage {
-            path: path.to_owned(),
-            source,
-        };
-        let instance = match db.get(b"m/instance").map_err(storage)? {
-            Some(v) if v.len() == 8 => u64::from_be_bytes(v.as_ref().try_into().unwrap()),
-            Some(_) => {
-                return Err(OutboxError::Corrupt {
-                    path: path.to_owned(),
-                    detail: "bad instance marker".into(),
-                });
-            }
-            None if existed => {
-                return Err(OutboxError::Corrupt {
-                    path: path.to_owned(),
-                    detail: "its data could not be recovered".into(),
-                });
-            }
-            None => {
-                let id = fastrand::u64(..);
-                db.insert(b"m/instance", &id.to_be_bytes())
-                    .map_err(storage)?;
-                db.flush().map_err(storage)?;
-                id
-            }
-        };
-        Ok(Outbox {
-            db,
-            path: path.to_owned(),
-            instance,
-            _lock: std::sync::Arc::new(lock),
-        })
+impl Inbox {
+    /// An inbox holding up to `capacity` events before senders wait, the receiving end for
+    /// [`run_intake`], and its closer.
+    pub(crate) fn new(capacity: usize) -> (Inbox, IntakeEnd, CloseInbox) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let (close, closed) = oneshot::channel();
+        (Inbox { tx }, IntakeEnd { rx, closed }, CloseInbox(close))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn storage(&self, source: sled::Error) -> OutboxError {
-        OutboxError::Storage {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    /// The id a target sees in `webhook-id`: stable for a delivery, unique across stores.
-    pub fn delivery_id(&self, seq: u64) -> String {
-        format!("msg_{:016x}{:016x}", self.instance, seq)
-    }
-
-    /// The seq inside a delivery id printed by `outbox list` (either the full id or the seq).
-    pub fn parse_delivery_id(&self, id: &str) -> Option<u64> {
-        let hex = id.strip_prefix("msg_").unwrap_or(id);
-        match hex.len() {
-            32 => u64::from_str_radix(hex.get(16..)?, 16).ok(),
-            _ => hex.parse().ok(),
-        }
-    }
-
-    /// Write one event's deliveries, as [`Group::add`] does, in a group of its own.
-    pub fn enqueue(
-        &self,
-        body: &Bytes,
-        targets: &[(&str, String)],
-        dedupe_window: Duration,
-        now_ms: u64,
-    ) -> Result<(u64, Vec<usize>), OutboxError> {
-        let mut group = self.group(dedupe_window, now_ms);
-        let written = group.add(body, targets)?;
-        group.commit()?;
-        Ok(written)
-    }
-
-    /// Start a group of events to be written in one atomic batch.
-    ///
-    /// sled writes every batch to its log with a system call of its own, so one batch per
-    /// group, not per event, is what makes group commit pay. One batch for the whole group
-    /// also keeps the invariant (an event's marks never without its deliveries) with room
-    /// to spare: the group is all or nothing.
-    pub fn group(&self, dedupe_window: Duration, now_ms: u64) -> Group<'_> {
-        Group {
-            store: self,
-            batch: sled::Batch::default(),
-            marks: std::collections::HashSet::new(),
-            expiry: now_ms
-                .saturating_add(u64::try_from(dedupe_window.as_millis()).unwrap_or(u64::MAX))
-                .to_be_bytes(),
-            now_ms,
-        }
-    }
-
-    /// Make every write so far durable (fsync).
-    pub async fn flush(&self) -> Result<(), OutboxError> {
-        self.db
-            .flush_async()
+    /// Hand an event over; waits only for room (the stream reader: it must not wait for
+    /// the disk). A failure to store it is logged by the intake.
+    pub(crate) async fn offer(&self, routed: Routed) -> Result<(), OutboxError> {
+        self.tx
+            .send(Submission { routed, ack: None })
             .await
-            .map(drop)
-            .map_err(|e| self.storage(e))
+            .map_err(|_| OutboxError::Closed)
     }
 
-    /// Blocking flush, for shutdown and admin commands.
-    pub fn flush_blocking(&self) -> Result<(), OutboxError> {
-        self.db.flush().map(drop).map_err(|e| self.storage(e))
+    /// Hand an event over and wait until its deliveries are durable.
+    pub(crate) async fn enqueue(&self, routed: Routed) -> Result<Enqueued, OutboxError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Submission {
+                routed,
+                ack: Some(ack),
+            })
+            .await
+            .map_err(|_| OutboxError::Closed)?;
+        done.await.map_err(|_| OutboxError::Closed)?
     }
+}
 
-    /// Up to `limit` pending deliveries of `target` with `after < seq <= upto`, in order.
-    pub fn pending(
-        &self,
-        target: &str,
-        after: Option<u64>,
-        upto: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Record)>, OutboxError> {
-        Ok(self.scan_pending(target, after, upto, limit)?.items)
-    }
+/// The receiving end of an [`Inbox`].
+pub(crate) struct IntakeEnd {
+    /// Submissions, in arrival order.
+    rx: mpsc::Receiver<Submission>,
+    /// Fires when [`CloseInbox::close`] is called.
+    closed: oneshot::Receiver<()>,
+}
 
-    /// [`Outbox::pending`], saying also how many keys were looked at and the last seq
-    /// among them, so that a reader can tell "caught up" from "skipped an unreadable
-    /// record" and move past it.
-    pub fn scan_pending(
-        &self,
-        target: &str,
-        after: Option<u64>,
-        upto: u64,
-        limit: usize,
-    ) -> Result<Scan, OutboxError> {
-        let mut scan = Scan {
-            items: Vec::new(),
-            scanned: 0,
-            last: None,
-        };
-        let start = match after {
-            Some(u64::MAX) => return Ok(scan),
-            Some(s) => key(State::Pending, target, s + 1),
-            None => target_prefix(State::Pending, target),
-        };
-        let end = key(State::Pending, target, upto);
-        if start > end {
-            return Ok(scan);
-        }
-        for item in self.db.range(start..=end).take(limit) {
-            let (k, v) = item.map_err(|e| self.storage(e))?;
-            scan.scanned += 1;
-            let Some((_, _, seq)) = parse_key(&k) else {
+/// Take whatever is waiting in the inbox as one group and store it, until the inbox is
+/// closed and drained. Each submission is answered with its own result.
+pub(crate) async fn run_intake<S: Outbox>(store: &S, end: IntakeEnd) {
+    let IntakeEnd { mut rx, mut closed } = end;
+    let mut subs: Vec<Submission> = Vec::with_capacity(GROUP_MAX);
+    let mut group: Vec<Routed> = Vec::with_capacity(GROUP_MAX);
+    let mut acks = Vec::with_capacity(GROUP_MAX);
+    let mut closing = false;
+    loop {
+        let received = tokio::select! {
+            n = rx.recv_many(&mut subs, GROUP_MAX) => n,
+            _ = &mut closed, if !closing => {
+                // Refuse new submissions; keep draining what is queued.
+                closing = true;
+                rx.close();
                 continue;
-            };
-            scan.last = Some(seq);
-            match Record::decode(&v) {
-                Ok(r) => scan.items.push((seq, r)),
-                Err(e) => {
-                    // Left in place (nothing is deleted silently): `outbox list` shows it
-                    // and `outbox purge` removes it.
-                    tracing::error!(target = target, seq, error = %e, "Skipping an unreadable delivery record");
-                }
             }
-        }
-        Ok(scan)
-    }
-
-    /// One pending delivery, if it is there and readable.
-    pub fn get_pending(&self, target: &str, seq: u64) -> Result<Option<Record>, OutboxError> {
-        let value = self
-            .db
-            .get(key(State::Pending, target, seq))
-            .map_err(|e| self.storage(e))?;
-        Ok(value.and_then(|v| Record::decode(&v).ok()))
-    }
-
-    /// The target answered 2xx: the delivery leaves the outbox.
-    pub fn complete(&self, target: &str, seq: u64) -> Result<(), OutboxError> {
-        self.db
-            .remove(key(State::Pending, target, seq))
-            .map(drop)
-            .map_err(|e| self.storage(e))
-    }
-
-    /// Store the retry state (attempts, next attempt, last error) of a pending delivery.
-    pub fn reschedule(&self, target: &str, seq: u64, record: &Record) -> Result<(), OutboxError> {
-        self.db
-            .insert(key(State::Pending, target, seq), record.encode())
-            .map(drop)
-            .map_err(|e| self.storage(e))
-    }
-
-    /// Move a pending delivery to the dead letters, in one batch. Not flushed at once:
-    /// after a crash it is at worst pending again and gets one more attempt.
-    pub fn dead_letter(&self, target: &str, seq: u64, record: &Record) -> Result<(), OutboxError> {
-        let mut batch = sled::Batch::default();
-        batch.remove(key(State::Pending, target, seq));
-        batch.insert(key(State::Dead, target, seq), record.encode());
-        self.db.apply_batch(batch).map_err(|e| self.storage(e))?;
-        Ok(())
-    }
-
-    /// Every delivery in `state`, optionally of one target, in key order.
-    pub fn list(
-        &self,
-        state: State,
-        target: Option<&str>,
-    ) -> impl Iterator<Item = Result<Stored, OutboxError>> + '_ {
-        let prefix = match target {
-            Some(t) => target_prefix(state, t),
-            None => vec![state.prefix(), b'/'],
         };
-        self.db.scan_prefix(prefix).filter_map(move |item| {
-            let (k, v) = match item {
-                Ok(kv) => kv,
-                Err(e) => return Some(Err(self.storage(e))),
-            };
-            let (state, target, seq) = parse_key(&k)?;
-            // An unreadable record is listed (so it can be seen and purged), not fatal.
-            let readable = Record::decode(&v).is_ok();
-            let record = Record::decode(&v).unwrap_or_else(|e| Record {
-                attempts: 0,
-                enqueued_ms: 0,
-                next_attempt_ms: 0,
-                reason: format!("{e}: `outbox purge` removes it"),
-                body: Bytes::new(),
-            });
-            Some(Ok(Stored {
-                target: target.to_owned(),
-                seq,
-                state,
-                readable,
-                record,
-            }))
-        })
-    }
-
-    /// Count pending and dead deliveries per target name.
-    pub fn stats(&self) -> Result<std::collections::BTreeMap<String, (u64, u64)>, OutboxError> {
-        let mut out = std::collections::BTreeMap::<String, (u64, u64)>::new();
-        for prefix in [b"p/", b"d/"] {
-            for item in self.db.scan_prefix(prefix) {
-                let (k, _) = item.map_err(|e| self.storage(e))?;
-                if let Some((state, target, _)) = parse_key(&k) {
-                    let entry = out.entry(target.to_owned()).or_default();
-                    match state {
-                        State::Pending => entry.0 += 1,
-                        State::Dead => entry.1 += 1,
+        if received == 0 {
+            return;
+        }
+        for sub in subs.drain(..) {
+            group.push(sub.routed);
+            acks.push(sub.ack);
+        }
+        let stored = store.enqueue(&group).await;
+        match stored {
+            Ok(results) => {
+                for (ack, result) in acks.drain(..).zip(results) {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(result));
                     }
                 }
             }
-        }
-        Ok(out)
-    }
-
-    /// Count the pending deliveries of one target (start-up gauges).
-    pub fn count(&self, state: State, target: &str) -> u64 {
-        self.db
-            .scan_prefix(target_prefix(state, target))
-            .keys()
-            .count() as u64
-    }
-
-    /// Move dead letters back to pending with a fresh retry budget: all of them, those of
-    /// one target, or those with the given seqs (an event's deliveries to several targets
-    /// share its seq: `target` narrows it). Returns what moved. Unreadable records stay.
-    pub fn retry_dead(
-        &self,
-        target: Option<&str>,
-        seqs: &[u64],
-    ) -> Result<Vec<(String, u64)>, OutboxError> {
-        let now = now_ms();
-        let mut moved = Vec::new();
-        let dead: Vec<Stored> = self.list(State::Dead, target).collect::<Result<_, _>>()?;
-        for d in dead {
-            if !d.readable || (!seqs.is_empty() && !seqs.contains(&d.seq)) {
-                continue;
-            }
-            let fresh = Record {
-                attempts: 0,
-                enqueued_ms: now,
-                next_attempt_ms: 0,
-                reason: String::new(),
-                body: d.record.body,
-            };
-            let mut batch = sled::Batch::default();
-            batch.remove(key(State::Dead, &d.target, d.seq));
-            batch.insert(key(State::Pending, &d.target, d.seq), fresh.encode());
-            self.db.apply_batch(batch).map_err(|e| self.storage(e))?;
-            moved.push((d.target, d.seq));
-        }
-        self.flush_blocking()?;
-        Ok(moved)
-    }
-
-    /// Delete deliveries (dead letters with `dead`, else pending ones). Returns the count.
-    pub fn purge(&self, state: State, target: Option<&str>) -> Result<u64, OutboxError> {
-        let keys: Vec<Vec<u8>> = self
-            .list(state, target)
-            .map(|s| s.map(|s| key(s.state, &s.target, s.seq)))
-            .collect::<Result<_, _>>()?;
-        for k in &keys {
-            self.db.remove(k).map_err(|e| self.storage(e))?;
-        }
-        self.flush_blocking()?;
-        Ok(keys.len() as u64)
-    }
-
-    /// Remove dedupe marks that expired before `now_ms`. Returns how many.
-    pub fn sweep_dedupe(&self, now_ms: u64) -> Result<u64, OutboxError> {
-        let mut removed = 0;
-        for item in self.db.scan_prefix(b"k/") {
-            let (k, v) = item.map_err(|e| self.storage(e))?;
-            let until = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-            if until <= now_ms {
-                // Compare-and-swap so a mark refreshed meanwhile is kept.
-                if let Ok(Ok(())) = self.db.compare_and_swap(&k, Some(v), None::<&[u8]>) {
-                    removed += 1;
+            Err(e) => {
+                // Not "lost": part of the group may still have reached the disk, and
+                // `/ingest` senders are told to retry. Events from the stream in it were
+                // not acknowledged to anyone and are gone unless their writes landed.
+                let from_stream = acks.iter().filter(|a| a.is_none()).count();
+                tracing::error!(
+                    error = %error_chain(&e),
+                    events = group.len(),
+                    from_stream,
+                    "Could not make a group of events durable; /ingest senders are asked to retry, events from the stream in it may be missing"
+                );
+                let detail = error_chain(&e);
+                for ack in acks.drain(..).flatten() {
+                    let _ = ack.send(Err(OutboxError::Unavailable {
+                        detail: detail.clone(),
+                    }));
                 }
             }
         }
-        Ok(removed)
-    }
-
-    /// A seq greater than every seq already stored: where the durable watermark starts,
-    /// since whatever a previous run left on disk is already durable.
-    pub fn watermark(&self) -> Result<u64, OutboxError> {
-        self.db.generate_id().map_err(|e| self.storage(e))
-    }
-
-    /// Target names that have pending or dead deliveries: one seek per target found, not
-    /// a scan of every delivery (start-up must not wait on a large backlog).
-    pub fn targets_with_deliveries(&self) -> Result<Vec<String>, OutboxError> {
-        let mut names = std::collections::BTreeSet::new();
-        for state in [State::Pending, State::Dead] {
-            let mut from = vec![state.prefix(), b'/'];
-            let end = vec![state.prefix(), b'/' + 1];
-            while let Some(item) = self.db.range(from.clone()..end.clone()).next() {
-                let (k, _) = item.map_err(|e| self.storage(e))?;
-                let Some((_, target, _)) = parse_key(&k) else {
-                    break;
-                };
-                names.insert(target.to_owned());
-                // Past every key of this target: its prefix with the separator bumped.
-                from = target_prefix(state, target);
-                *from.last_mut().expect("a prefix ends with its separator") = 1;
-            }
-        }
-        Ok(names.into_iter().collect())
+        group.clear();
     }
 }
-
-/// Events being written together: see [`Outbox::group`].
-pub struct Group<'a> {
-    store: &'a Outbox,
-    batch: sled::Batch,
-    /// Dedupe marks set earlier in this group, not yet visible to `get`.
-    marks: std::collections::HashSet<Vec<u8>>,
-    expiry: [u8; 8],
-    now_ms: u64,
-}
-
-impl Group<'_> {
-    /// Add one event's deliveries for the targets whose dedupe key is not marked within
-    /// the window (on disk or earlier in this group), with their marks. `targets` holds
-    /// (target name, dedupe key). Returns the event's seq and the positions in `targets`
-    /// that got a delivery.
-    pub fn add(
-        &mut self,
-        body: &Bytes,
-        targets: &[(&str, String)],
-    ) -> Result<(u64, Vec<usize>), OutboxError> {
-        let store = self.store;
-        // Everything that can fail comes first, so a failed event leaves nothing of
-        // itself in the group's batch.
-        let mut written = Vec::with_capacity(targets.len());
-        let mut marks = Vec::with_capacity(targets.len());
-        for (i, (target, dedupe)) in targets.iter().enumerate() {
-            let mark = dedupe_key(target, dedupe);
-            if self.marks.contains(&mark) || marks.contains(&mark) {
-                continue;
-            }
-            if let Some(v) = store.db.get(&mark).map_err(|e| store.storage(e))? {
-                let until = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-                if until > self.now_ms {
-                    continue;
-                }
-            }
-            written.push(i);
-            marks.push(mark);
-        }
-        if written.is_empty() {
-            return Ok((0, written));
-        }
-        let seq = store.db.generate_id().map_err(|e| store.storage(e))?;
-        let record = Record::new(body.clone(), self.now_ms).encode();
-        for (&i, mark) in written.iter().zip(marks) {
-            self.batch
-                .insert(key(State::Pending, targets[i].0, seq), record.as_slice());
-            self.batch.insert(mark.as_slice(), &self.expiry);
-            self.marks.insert(mark);
-        }
-        Ok((seq, written))
-    }
-
-    /// Write the group in one atomic batch. Not yet durable: call [`Outbox::flush`].
-    pub fn commit(self) -> Result<(), OutboxError> {
-        // Every delivery written sets a mark: no marks, nothing to write.
-        if self.marks.is_empty() {
-            return Ok(());
-        }
-        self.store
-            .db
-            .apply_batch(self.batch)
-            .map_err(|e| self.store.storage(e))
-    }
-}
-
-/// Open sled with a capped cache. sled reports a damaged store as an error (or, for
-/// some corruptions, panics inside recovery): both become [`OutboxError::Corrupt`].
-fn open_sled(path: &Path) -> Result<sled::Db, OutboxError> {
-    let config = sled::Config::new()
-        .path(path.join("db"))
-        .cache_capacity(CACHE_BYTES);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
-    match result {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            Err(OutboxError::Open {
-                path: path.to_owned(),
-                source: e,
-            })
-        }
-        Ok(Err(sled::Error::Io(e))) => Err(OutboxError::Open {
-            path: path.to_owned(),
-            source: e,
-        }),
-        Ok(Err(e)) => Err(OutboxError::Corrupt {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        }),
-        Err(_) => Err(OutboxError::Corrupt {
-            path: path.to_owned(),
-            detail: "recovery failed".into(),
-        }),
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -173,6 +173,54 @@ pub fn request_url(base: &reqwest::Url, opts: &DiscordOptions) -> reqwest::Url {
     url
 }
 
+/// The request: an execute-webhook payload with one embed, to `?wait=true`.
+pub(crate) fn render(
+    opts: &DiscordOptions,
+    url: &reqwest::Url,
+    event: &Map<String, Value>,
+) -> Result<super::Rendered, super::RenderError> {
+    let body =
+        serde_json::to_vec(&payload(event, opts)).map_err(|e| super::RenderError(e.to_string()))?;
+    Ok((
+        reqwest::Method::POST,
+        request_url(url, opts),
+        bytes::Bytes::from(body),
+        reqwest::header::HeaderMap::new(),
+    ))
+}
+
+/// Discord's answer: the generic HTTP reading, with the 429 body's precise `retry_after`,
+/// a drained rate-limit bucket (`X-RateLimit-Remaining: 0`) holding the target until
+/// `X-RateLimit-Reset-After`, a deleted webhook marking the target gone, and advice.
+pub(crate) fn interpret(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+) -> super::Reply {
+    let mut reply = super::Reply::from_status(status, headers);
+    if status == 429
+        && let Some(precise) = retry_after_from_body(body)
+    {
+        let floor = match reply.verdict {
+            crate::retry::Verdict::Retry { floor } => floor.max(Some(precise)),
+            _ => Some(precise),
+        };
+        reply.verdict = crate::retry::Verdict::Retry { floor };
+        reply.pause = floor;
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("x-ratelimit-remaining") == Some("0") {
+        let reset = header("x-ratelimit-reset-after")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(3600.0)));
+        reply.pause = reply.pause.max(reset);
+    }
+    reply.gone = !(200..300).contains(&status) && webhook_deleted(status, body);
+    reply.advice = diagnose(status, body);
+    reply
+}
+
 /// The `retry_after` (seconds, fractional) of a Discord 429 body, which is more precise
 /// than the `Retry-After` header's whole seconds.
 pub fn retry_after_from_body(body: &[u8]) -> Option<Duration> {

@@ -5,8 +5,42 @@
 //! Webhooks library to verify it.
 
 use base64::Engine as _;
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
+
+use super::Rendered;
+use crate::config::{HttpMethod, HttpOptions};
+
+/// The request: the event bytes as received, with the Standard Webhooks headers.
+pub(crate) fn render(
+    opts: &HttpOptions,
+    url: &reqwest::Url,
+    delivery_id: &str,
+    timestamp: u64,
+    event: &Bytes,
+) -> Rendered {
+    let method = match opts.method {
+        HttpMethod::Post => reqwest::Method::POST,
+        HttpMethod::Put => reqwest::Method::PUT,
+    };
+    let mut headers = HeaderMap::new();
+    let id = HeaderValue::from_str(delivery_id).expect("delivery ids are ASCII");
+    headers.insert(HeaderName::from_static("webhook-id"), id);
+    headers.insert(
+        HeaderName::from_static("webhook-timestamp"),
+        HeaderValue::from(timestamp),
+    );
+    if let Some(key) = &opts.signing_key {
+        let sig = sign(&key.0, delivery_id, timestamp, event);
+        headers.insert(
+            HeaderName::from_static("webhook-signature"),
+            HeaderValue::from_str(&sig).expect("base64 is ASCII"),
+        );
+    }
+    (method, url.clone(), event.clone(), headers)
+}
 
 /// The value of `webhook-signature` for one request.
 pub fn sign(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {

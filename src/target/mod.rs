@@ -1,9 +1,13 @@
-//! Targets: turning a stored delivery into a request, and its answer into a judgement.
+//! Targets: turning a stored delivery into a request, and its answer into an [`Outcome`].
 //!
 //! One [`Target`] per `[targets.NAME]`, holding its HTTP client (connections are reused
 //! per target), its rate limiter, and what the platform told us (a Discord webhook that
-//! answered 404 is not called again until restart). The payload formats live in
-//! `http.rs`, `slack.rs` and `discord.rs`; this file holds what they share.
+//! answered 404 is not called again until restart).
+//!
+//! Each platform has one file that knows everything about it: `render` makes its request
+//! from an event, `interpret` reads its answer (status, headers, body) into a [`Reply`].
+//! This file holds what they share and the two `match`es that pick the platform, so a new
+//! platform is a new file and one variant of [`TargetKind`].
 
 mod chat;
 pub mod discord;
@@ -11,13 +15,16 @@ pub mod http;
 pub mod slack;
 pub mod template;
 
+#[cfg(test)]
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::{HttpMethod, TargetConfig, TargetKind};
+use crate::config::{TargetConfig, TargetKind};
+use crate::failure::Failure;
 use crate::rate_limit::RateLimiter;
 use crate::retry::{self, AttemptResult, Verdict};
 
@@ -36,37 +43,88 @@ pub struct Request {
     pub body: Bytes,
 }
 
-/// How one attempt ended, with what the judgement and the logs need.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub result: AttemptResult,
-    /// The first [`BODY_EXCERPT`] bytes of the response body, lossy UTF-8.
-    pub body: String,
-    /// The transport error, without the URL (it may hold a token).
-    pub error: Option<String>,
-    /// Discord's bucket ran dry: wait this long before the next request.
-    pub bucket_reset: Option<Duration>,
-    pub elapsed: Duration,
-}
-
-/// What to do with a delivery after an attempt.
+/// What a platform's answer means, as the platform's own file reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Judgement {
+pub(crate) struct Reply {
+    /// Delivered, retry (not before a floor), or dead.
     pub verdict: Verdict,
-    /// For logs and dead letters: `HTTP 503: <body excerpt>`, `timeout`, ...
-    pub reason: String,
+    /// Hold every delivery of this target this long (a 429's wait, a drained bucket).
+    pub pause: Option<Duration>,
+    /// The platform said this webhook no longer exists: stop calling it.
+    pub gone: bool,
     /// What the operator must fix, for permanent platform errors.
     pub advice: Option<&'static str>,
+}
+
+impl Reply {
+    /// The generic HTTP reading of an answer: [`retry::classify`] on the status, a
+    /// `Retry-After` header as the floor, and a 429 holding the whole target. Platforms
+    /// start from this and add what they know.
+    pub(crate) fn from_status(status: u16, headers: &HeaderMap) -> Reply {
+        let retry_after = headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+        let verdict = retry::classify(&AttemptResult::Response {
+            status,
+            retry_after,
+        });
+        Reply {
+            verdict,
+            pause: if status == 429 { retry_after } else { None },
+            gone: false,
+            advice: None,
+        }
+    }
+}
+
+/// How one attempt ended, with what the worker and the logs need.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    /// Delivered, retry (not before a floor), or dead.
+    pub verdict: Verdict,
+    /// The HTTP status, when the target answered.
+    pub status: Option<u16>,
+    /// What went wrong; `None` when delivered.
+    pub failure: Option<Failure>,
+    /// What the operator must fix, for permanent platform errors.
+    pub advice: Option<&'static str>,
+    /// From sending the request to reading the answer.
+    pub elapsed: Duration,
 }
 
 /// The payload could not be made (a chat target fed an event that is not an object).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot render the event for this target: {0}")]
-pub struct RenderError(String);
+pub struct RenderError(pub(crate) String);
+
+/// How a target's requests travel.
+enum Client {
+    /// Over the network, connections reused per target.
+    Http(reqwest::Client),
+    /// Answered by a script (unit tests).
+    #[cfg(test)]
+    Scripted(Arc<Script>),
+}
+
+/// A scripted exchange: the answer (status, headers, body) or the transport failure.
+#[cfg(test)]
+pub(crate) type Script = dyn Fn(
+        Request,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(u16, HeaderMap, Vec<u8>), Failure>> + Send>,
+    > + Send
+    + Sync;
+
+/// What a platform's `render` returns: method, URL, body and the headers it adds.
+pub(crate) type Rendered = (reqwest::Method, reqwest::Url, Bytes, HeaderMap);
 
 pub struct Target {
+    /// The validated `[targets.NAME]` table.
     pub config: TargetConfig,
-    client: reqwest::Client,
+    /// How requests travel: HTTP, or in unit tests a script.
+    client: Client,
+    /// Requests per period, and pauses the platform asked for.
     pub limiter: RateLimiter,
     /// What every request carries: `Content-Type` and, for http targets, the configured
     /// headers, built once here rather than per delivery. Values are marked sensitive so
@@ -115,7 +173,7 @@ impl Target {
         Ok(Target {
             limiter: RateLimiter::new(config.rate_limit),
             config,
-            client,
+            client: Client::Http(client),
             base_headers,
             gone: AtomicBool::new(false),
         })
@@ -125,13 +183,17 @@ impl Target {
         &self.config.name
     }
 
-    /// Why this target must not be called again, if the platform said so: the reason
-    /// for the dead letter, and what the operator must do.
-    pub fn gone(&self) -> Option<(&'static str, &'static str)> {
-        self.gone.load(Ordering::Relaxed).then_some((
-            "not sent: the Discord webhook was deleted (it answered 404 Unknown Webhook); Discord asks clients to stop calling it",
-            "create a new Discord webhook, update the target's url, restart, then `badger-relay outbox retry --target` to send these",
-        ))
+    /// Why this target must not be called again, if the platform said so, and what the
+    /// operator must do.
+    pub(crate) fn gone(&self) -> Option<(Failure, &'static str)> {
+        self.gone.load(Ordering::Relaxed).then(|| {
+            (
+                Failure::TargetGone {
+                    why: "the Discord webhook was deleted (it answered 404 Unknown Webhook); Discord asks clients to stop calling it".into(),
+                },
+                "create a new Discord webhook, update the target's url, restart, then `badger-relay outbox retry --target` to send these",
+            )
+        })
     }
 
     /// The exact request for one delivery. `timestamp` is seconds since the epoch.
@@ -141,49 +203,14 @@ impl Target {
         timestamp: u64,
         event: &Bytes,
     ) -> Result<Request, RenderError> {
-        let mut headers = self.base_headers.clone();
-        let (method, url, body) = match &self.config.kind {
-            TargetKind::Http(opts) => {
-                let method = match opts.method {
-                    HttpMethod::Post => reqwest::Method::POST,
-                    HttpMethod::Put => reqwest::Method::PUT,
-                };
-                let id = HeaderValue::from_str(delivery_id).expect("delivery ids are ASCII");
-                headers.insert(HeaderName::from_static("webhook-id"), id);
-                headers.insert(
-                    HeaderName::from_static("webhook-timestamp"),
-                    HeaderValue::from(timestamp),
-                );
-                if let Some(key) = &opts.signing_key {
-                    let sig = http::sign(&key.0, delivery_id, timestamp, event);
-                    headers.insert(
-                        HeaderName::from_static("webhook-signature"),
-                        HeaderValue::from_str(&sig).expect("base64 is ASCII"),
-                    );
-                }
-                (method, self.config.url.expose().clone(), event.clone())
-            }
-            TargetKind::Slack(opts) => {
-                let map = parse_object(event)?;
-                let body = serde_json::to_vec(&slack::payload(&map, opts))
-                    .map_err(|e| RenderError(e.to_string()))?;
-                (
-                    reqwest::Method::POST,
-                    self.config.url.expose().clone(),
-                    Bytes::from(body),
-                )
-            }
-            TargetKind::Discord(opts) => {
-                let map = parse_object(event)?;
-                let body = serde_json::to_vec(&discord::payload(&map, opts))
-                    .map_err(|e| RenderError(e.to_string()))?;
-                (
-                    reqwest::Method::POST,
-                    discord::request_url(self.config.url.expose(), opts),
-                    Bytes::from(body),
-                )
-            }
+        let url = self.config.url.expose();
+        let (method, url, body, extra) = match &self.config.kind {
+            TargetKind::Http(opts) => http::render(opts, url, delivery_id, timestamp, event),
+            TargetKind::Slack(opts) => slack::render(opts, url, &parse_object(event)?)?,
+            TargetKind::Discord(opts) => discord::render(opts, url, &parse_object(event)?)?,
         };
+        let mut headers = self.base_headers.clone();
+        headers.extend(extra);
         Ok(Request {
             method,
             url,
@@ -192,101 +219,102 @@ impl Target {
         })
     }
 
-    /// Send one request and read what the target answered.
-    pub async fn send(&self, request: Request) -> Answer {
-        let started = tokio::time::Instant::now();
-        let sent = self
-            .client
+    /// What this target's platform makes of an answer.
+    fn interpret(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Reply {
+        match &self.config.kind {
+            TargetKind::Http(_) => Reply::from_status(status, headers),
+            TargetKind::Slack(_) => slack::interpret(status, headers, body),
+            TargetKind::Discord(_) => discord::interpret(status, headers, body),
+        }
+    }
+
+    /// A target whose requests are answered by `script` instead of the network, for
+    /// unit tests of the delivery worker under paused time.
+    #[cfg(test)]
+    pub(crate) fn scripted(config: TargetConfig, script: Arc<Script>) -> Target {
+        Target {
+            limiter: RateLimiter::new(config.rate_limit),
+            config,
+            client: Client::Scripted(script),
+            base_headers: HeaderMap::new(),
+            gone: AtomicBool::new(false),
+        }
+    }
+
+    /// Send a request and read the answer: status, headers and the body's first KiB.
+    // Outside tests `Client` has one variant; the `match` is for when it has two.
+    #[allow(clippy::infallible_destructuring_match)]
+    async fn exchange(&self, request: Request) -> Result<(u16, HeaderMap, Vec<u8>), Failure> {
+        let client = match &self.client {
+            Client::Http(client) => client,
+            #[cfg(test)]
+            Client::Scripted(script) => return script(request).await,
+        };
+        let sent = client
             .request(request.method, request.url)
             .headers(request.headers)
             .body(request.body)
             .send()
             .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => return transport_failure(e, started.elapsed()),
-        };
+        let response = sent.map_err(|e| {
+            if e.is_timeout() {
+                Failure::TimedOut {
+                    after: self.config.timeout,
+                }
+            } else {
+                Failure::Unreachable {
+                    error: crate::telemetry::error_chain(&e.without_url()),
+                }
+            }
+        })?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = match read_excerpt(response).await {
-            Ok(b) => b,
-            Err(e) if status / 100 != 2 => return transport_failure(e, started.elapsed()),
-            // A 2xx whose body broke off is still a 2xx: the target took the delivery.
-            Err(_) => Vec::new(),
-        };
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let mut retry_after =
-            header("retry-after").and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-        let mut bucket_reset = None;
-        if let TargetKind::Discord(_) = self.config.kind {
-            if status == 429 {
-                retry_after = retry_after.max(discord::retry_after_from_body(&body));
-            }
-            if header("x-ratelimit-remaining") == Some("0") {
-                bucket_reset = header("x-ratelimit-reset-after")
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(|s| Duration::from_secs_f64(s.min(3600.0)));
-            }
-        }
-        Answer {
-            result: AttemptResult::Response {
-                status,
-                retry_after,
-            },
-            body: String::from_utf8_lossy(&body).into_owned(),
-            error: None,
-            bucket_reset,
-            elapsed: started.elapsed(),
-        }
+        // The status decides, whether or not the body could be read: a body that broke
+        // off is judged as an empty one (a Discord 404 still means the webhook is gone).
+        let body = read_excerpt(response).await.unwrap_or_default();
+        Ok((status, headers, body))
     }
 
-    /// Decide what an answer means for this target, and apply what it says about the
-    /// target as a whole (pauses, a deleted webhook).
-    pub fn judge(&self, answer: &Answer) -> Judgement {
+    /// Send one request, read the answer and judge it; what the answer says about the
+    /// target as a whole (a pause, a deleted webhook) is applied here.
+    pub(crate) async fn send(&self, request: Request) -> Outcome {
+        let started = tokio::time::Instant::now();
+        let exchanged = self.exchange(request).await;
+        // An answer came (or the attempt ended): a one-per-period limit counts from here.
         self.limiter.answered();
-        if let Some(reset) = answer.bucket_reset {
-            self.limiter.pause_for(reset);
-        }
-        let verdict = retry::classify(&answer.result);
-        let (reason, advice) = match answer.result {
-            AttemptResult::Response {
-                status,
-                retry_after,
-            } => {
-                if let (429, Some(floor)) = (status, retry_after) {
-                    self.limiter.pause_for(floor);
-                }
-                let advice = match &self.config.kind {
-                    TargetKind::Slack(_) => slack::diagnose(status, answer.body.as_bytes()),
-                    TargetKind::Discord(_) => {
-                        if discord::webhook_deleted(status, answer.body.as_bytes()) {
-                            self.gone.store(true, Ordering::Relaxed);
-                        }
-                        discord::diagnose(status, answer.body.as_bytes())
-                    }
-                    TargetKind::Http(_) => None,
+        let (status, headers, body) = match exchanged {
+            Ok(answer) => answer,
+            Err(failure) => {
+                let result = match failure {
+                    Failure::TimedOut { .. } => AttemptResult::Timeout,
+                    _ => AttemptResult::Transport,
                 };
-                let reason = if answer.body.is_empty() {
-                    format!("HTTP {status}")
-                } else {
-                    format!("HTTP {status}: {}", answer.body)
+                return Outcome {
+                    verdict: retry::classify(&result),
+                    status: None,
+                    failure: Some(failure),
+                    advice: None,
+                    elapsed: started.elapsed(),
                 };
-                (reason, advice)
             }
-            AttemptResult::Timeout => (format!("timeout after {:?}", self.config.timeout), None),
-            AttemptResult::Transport => (
-                answer
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| "connection failed".into()),
-                None,
-            ),
         };
-        Judgement {
-            verdict,
-            reason,
-            advice,
+        let reply = self.interpret(status, &headers, &body);
+        if let Some(pause) = reply.pause {
+            self.limiter.pause_for(pause);
+        }
+        if reply.gone {
+            self.gone.store(true, Ordering::Relaxed);
+        }
+        let failure = (reply.verdict != Verdict::Delivered).then(|| Failure::Rejected {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        Outcome {
+            verdict: reply.verdict,
+            status: Some(status),
+            failure,
+            advice: reply.advice,
+            elapsed: started.elapsed(),
         }
     }
 }
@@ -306,21 +334,6 @@ async fn read_excerpt(mut response: reqwest::Response) -> Result<Vec<u8>, reqwes
         }
     }
     Ok(out)
-}
-
-fn transport_failure(e: reqwest::Error, elapsed: Duration) -> Answer {
-    let result = if e.is_timeout() {
-        AttemptResult::Timeout
-    } else {
-        AttemptResult::Transport
-    };
-    Answer {
-        result,
-        body: String::new(),
-        error: Some(crate::telemetry::error_chain(&e.without_url())),
-        bucket_reset: None,
-        elapsed,
-    }
 }
 
 /// Seconds since the epoch, for `webhook-timestamp`.

@@ -201,6 +201,34 @@ pub fn payload(event: &Map<String, Value>, opts: &SlackOptions) -> Value {
     Value::Object(body)
 }
 
+/// The request: a Block Kit incoming-webhook payload.
+pub(crate) fn render(
+    opts: &SlackOptions,
+    url: &reqwest::Url,
+    event: &Map<String, Value>,
+) -> Result<super::Rendered, super::RenderError> {
+    let body =
+        serde_json::to_vec(&payload(event, opts)).map_err(|e| super::RenderError(e.to_string()))?;
+    Ok((
+        reqwest::Method::POST,
+        url.clone(),
+        bytes::Bytes::from(body),
+        reqwest::header::HeaderMap::new(),
+    ))
+}
+
+/// Slack's answer: the generic HTTP reading, plus advice for its permanent errors.
+pub(crate) fn interpret(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+) -> super::Reply {
+    super::Reply {
+        advice: diagnose(status, body),
+        ..super::Reply::from_status(status, headers)
+    }
+}
+
 /// For a response Slack will give again however often it is retried, what the operator
 /// must change; `None` for success, throttling, server trouble and anything unknown.
 ///

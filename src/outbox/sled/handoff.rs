@@ -9,29 +9,32 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use super::Record;
+use crate::outbox::Delivery;
 
 /// Deliveries held per target before the handoff gives up and the disk takes over.
 const HANDOFF_MAX: usize = 1024;
 
+/// One target's deliveries just made durable, waiting for its worker.
 #[derive(Debug, Default)]
-pub struct Handoff {
+pub(crate) struct Handoff {
+    /// Locked by the committer to push and by the worker's queue to take.
     inner: Mutex<Inner>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    queue: VecDeque<(u64, Record)>,
+    /// In seq order.
+    queue: VecDeque<Delivery<u64>>,
     /// Some delivery was not handed over (the queue was full).
     overflowed: bool,
 }
 
 impl Handoff {
     /// Called by the committer, in seq order, after the flush.
-    pub fn push(&self, seq: u64, record: Record) {
+    pub(crate) fn push(&self, delivery: Delivery<u64>) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.queue.len() < HANDOFF_MAX {
-            inner.queue.push_back((seq, record));
+            inner.queue.push_back(delivery);
         } else {
             inner.overflowed = true;
         }
@@ -39,7 +42,7 @@ impl Handoff {
 
     /// Something was written that may not have been handed over (a failed group whose
     /// writes may still reach the disk): the worker must read the disk.
-    pub fn mark_incomplete(&self) {
+    pub(crate) fn mark_incomplete(&self) {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -48,7 +51,7 @@ impl Handoff {
 
     /// Move everything newer than `after` into `into`. Returns false, and empties the
     /// handoff, when something was not handed over: the caller must read the disk.
-    pub fn take(&self, into: &mut VecDeque<(u64, Record)>, after: Option<u64>) -> bool {
+    pub(crate) fn take(&self, into: &mut VecDeque<Delivery<u64>>, after: Option<u64>) -> bool {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if std::mem::take(&mut inner.overflowed) {
             inner.queue.clear();
@@ -58,7 +61,7 @@ impl Handoff {
             inner
                 .queue
                 .drain(..)
-                .filter(|(seq, _)| after.is_none_or(|a| *seq > a)),
+                .filter(|d| after.is_none_or(|a| d.handle > a)),
         );
         true
     }
@@ -69,19 +72,29 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn rec() -> Record {
-        Record::new(Bytes::from_static(b"{}"), 0)
+    fn rec(seq: u64) -> Delivery<u64> {
+        Delivery {
+            handle: seq,
+            id: format!("msg_{seq}"),
+            body: Bytes::from_static(b"{}"),
+            attempts: 0,
+            enqueued_ms: 0,
+            next_attempt_ms: 0,
+        }
     }
 
     #[test]
     fn hands_over_in_order_and_skips_what_was_read_from_disk() {
         let h = Handoff::default();
         for seq in 1..=5 {
-            h.push(seq, rec());
+            h.push(rec(seq));
         }
         let mut out = VecDeque::new();
         assert!(h.take(&mut out, Some(2)));
-        assert_eq!(out.iter().map(|d| d.0).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            out.iter().map(|d| d.handle).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
         assert!(h.take(&mut out, Some(5)));
         assert_eq!(out.len(), 3, "nothing twice");
     }
@@ -90,12 +103,12 @@ mod tests {
     fn an_overflow_sends_the_worker_to_disk_once() {
         let h = Handoff::default();
         for seq in 0..(HANDOFF_MAX as u64 + 10) {
-            h.push(seq, rec());
+            h.push(rec(seq));
         }
         let mut out = VecDeque::new();
         assert!(!h.take(&mut out, None));
         assert!(out.is_empty());
-        h.push(5000, rec());
+        h.push(rec(5000));
         assert!(h.take(&mut out, Some(4999)));
         assert_eq!(out.len(), 1);
     }

@@ -1,4 +1,11 @@
-use super::*;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::keys::{key, parse_key};
+use super::store::{Store as Outbox, Stored};
+use crate::failure::Failure;
+use crate::outbox::{Admin, BadId, OutboxError, State};
 
 fn body(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
@@ -22,13 +29,13 @@ fn enqueue_writes_one_delivery_per_target_in_arrival_order() {
     let (s1, w1) = store
         .enqueue(
             &body("{\"a\":1}"),
-            &[("x", "k1".into()), ("y", "k1".into())],
+            &[("x", "k1".to_string()), ("y", "k1".to_string())],
             DAY,
             1000,
         )
         .unwrap();
     let (s2, _) = store
-        .enqueue(&body("{\"a\":2}"), &[("x", "k2".into())], DAY, 1000)
+        .enqueue(&body("{\"a\":2}"), &[("x", "k2".to_string())], DAY, 1000)
         .unwrap();
     assert_eq!(w1, vec![0, 1]);
     assert!(s2 > s1);
@@ -75,7 +82,7 @@ fn dedupe_marks_skip_targets_within_the_window_only() {
     let (_, w) = store
         .enqueue(
             &body("{}"),
-            &[("x", "t:1".into()), ("y", "t:1".into())],
+            &[("x", "t:1".to_string()), ("y", "t:1".to_string())],
             window,
             1_000,
         )
@@ -85,7 +92,7 @@ fn dedupe_marks_skip_targets_within_the_window_only() {
     let (_, w) = store
         .enqueue(
             &body("{}"),
-            &[("x", "t:1".into()), ("y", "t:2".into())],
+            &[("x", "t:1".to_string()), ("y", "t:2".to_string())],
             window,
             2_000,
         )
@@ -93,13 +100,13 @@ fn dedupe_marks_skip_targets_within_the_window_only() {
     assert_eq!(w, vec![1]);
     // All duplicates: nothing written.
     let (_, w) = store
-        .enqueue(&body("{}"), &[("x", "t:1".into())], window, 3_000)
+        .enqueue(&body("{}"), &[("x", "t:1".to_string())], window, 3_000)
         .unwrap();
     assert!(w.is_empty());
     assert_eq!(pending_seqs(&store, "x").len(), 1);
     // After the window the mark has expired.
     let (_, w) = store
-        .enqueue(&body("{}"), &[("x", "t:1".into())], window, 11_001)
+        .enqueue(&body("{}"), &[("x", "t:1".to_string())], window, 11_001)
         .unwrap();
     assert_eq!(w, vec![0]);
     // Sweeping removes only expired marks.
@@ -115,26 +122,32 @@ fn complete_reschedule_and_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
     let store = Outbox::open(dir.path()).unwrap();
     let (a, _) = store
-        .enqueue(&body("{\"n\":1}"), &[("x", "1".into())], DAY, 0)
+        .enqueue(&body("{\"n\":1}"), &[("x", "1".to_string())], DAY, 0)
         .unwrap();
     let (b, _) = store
-        .enqueue(&body("{\"n\":2}"), &[("x", "2".into())], DAY, 0)
+        .enqueue(&body("{\"n\":2}"), &[("x", "2".to_string())], DAY, 0)
         .unwrap();
     let (c, _) = store
-        .enqueue(&body("{\"n\":3}"), &[("x", "3".into())], DAY, 0)
+        .enqueue(&body("{\"n\":3}"), &[("x", "3".to_string())], DAY, 0)
         .unwrap();
     store.complete("x", a).unwrap();
     let mut rec = store.pending("x", Some(a), c, 1).unwrap().remove(0).1;
     rec.attempts = 2;
     rec.next_attempt_ms = 99;
-    rec.reason = "HTTP 503".into();
+    rec.failure = Some(Failure::Rejected {
+        status: 503,
+        body: String::new(),
+    });
     store.reschedule("x", b, &rec).unwrap();
     let again = store.pending("x", None, c, 1).unwrap().remove(0);
     assert_eq!(
         (again.0, again.1.attempts, again.1.next_attempt_ms),
         (b, 2, 99)
     );
-    rec.reason = "HTTP 404: gone".into();
+    rec.failure = Some(Failure::Rejected {
+        status: 404,
+        body: "gone".into(),
+    });
     store.dead_letter("x", c, &rec).unwrap();
     assert_eq!(pending_seqs(&store, "x"), vec![b]);
     let dead: Vec<Stored> = store
@@ -143,8 +156,11 @@ fn complete_reschedule_and_dead_letter() {
         .unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
-        (dead[0].seq, dead[0].record.reason.as_str()),
-        (c, "HTTP 404: gone")
+        (
+            dead[0].seq,
+            dead[0].record.as_ref().unwrap().reason().as_deref()
+        ),
+        (c, Some("HTTP 404: gone"))
     );
     assert_eq!(store.stats().unwrap().get("x"), Some(&(1, 1)));
 }
@@ -160,7 +176,10 @@ fn retry_moves_dead_letters_back_with_a_fresh_budget() {
             .unwrap();
         let mut r = store.pending(t, None, s, 1).unwrap().remove(0).1;
         r.attempts = 7;
-        r.reason = "HTTP 400".into();
+        r.failure = Some(Failure::Rejected {
+            status: 400,
+            body: String::new(),
+        });
         store.dead_letter(t, s, &r).unwrap();
         seqs.push(s);
     }
@@ -177,8 +196,8 @@ fn retry_moves_dead_letters_back_with_a_fresh_budget() {
     let back = store.pending("x", None, u64::MAX - 1, 10).unwrap();
     assert_eq!(back.len(), 1);
     assert_eq!(
-        (back[0].0, back[0].1.attempts, back[0].1.reason.as_str()),
-        (seqs[1], 0, "")
+        (back[0].0, back[0].1.attempts, back[0].1.failure.clone()),
+        (seqs[1], 0, None)
     );
     assert_eq!(store.stats().unwrap().get("x"), Some(&(1, 1)));
     assert_eq!(store.purge(State::Dead, None).unwrap(), 1);
@@ -192,7 +211,7 @@ fn deliveries_and_ids_survive_a_reopen() {
     let (seq, id) = {
         let store = Outbox::open(dir.path()).unwrap();
         let (seq, _) = store
-            .enqueue(&body("{\"keep\":true}"), &[("x", "1".into())], DAY, 0)
+            .enqueue(&body("{\"keep\":true}"), &[("x", "1".to_string())], DAY, 0)
             .unwrap();
         store.flush_blocking().unwrap();
         (seq, store.delivery_id(seq))
@@ -203,10 +222,13 @@ fn deliveries_and_ids_survive_a_reopen() {
         id,
         "webhook-id is stable across restarts"
     );
-    assert_eq!(store.parse_delivery_id(&id), Some(seq));
-    assert_eq!(
-        store.parse_delivery_id("msg_aaaaaaaaaaaaaaaéaaaaaaaaaaaaaaa"),
-        None,
+    assert_eq!(store.parse_delivery_id(&id), Ok(seq));
+    assert_eq!(store.parse_delivery_id(&seq.to_string()), Ok(seq));
+    assert!(
+        matches!(
+            store.parse_delivery_id("msg_aaaaaaaaaaaaaaaéaaaaaaaaaaaaaaa"),
+            Err(BadId::Malformed(_))
+        ),
         "no panic on odd input"
     );
     assert!(
@@ -304,7 +326,7 @@ fn a_truncated_log_is_not_taken_for_an_empty_store() {
     {
         let store = Outbox::open(dir.path()).unwrap();
         store
-            .enqueue(&body("{}"), &[("x", "k".into())], DAY, 0)
+            .enqueue(&body("{}"), &[("x", "k".to_string())], DAY, 0)
             .unwrap();
         store.flush_blocking().unwrap();
     }
@@ -342,13 +364,13 @@ fn a_group_is_one_batch_and_dedupes_within_itself() {
     let (a, w1) = group
         .add(
             &body("{\"n\":1}"),
-            &[("x", "t:1".into()), ("y", "t:1".into())],
+            &[("x", "t:1".to_string()), ("y", "t:1".to_string())],
         )
         .unwrap();
     let (_, w2) = group
         .add(
             &body("{\"n\":2}"),
-            &[("x", "t:1".into()), ("y", "t:2".into())],
+            &[("x", "t:1".to_string()), ("y", "t:2".to_string())],
         )
         .unwrap();
     assert_eq!(
@@ -367,7 +389,7 @@ fn a_group_is_one_batch_and_dedupes_within_itself() {
     let mut group = store.group(DAY, 1);
     assert!(
         group
-            .add(&body("{}"), &[("x", "t:1".into())])
+            .add(&body("{}"), &[("x", "t:1".to_string())])
             .unwrap()
             .1
             .is_empty()
@@ -391,7 +413,7 @@ fn targets_with_deliveries_finds_each_target_once() {
             .unwrap();
     }
     let (s, _) = store
-        .enqueue(&body("{}"), &[("c", "x".into())], DAY, 0)
+        .enqueue(&body("{}"), &[("c", "x".to_string())], DAY, 0)
         .unwrap();
     let r = store.pending("c", None, s, 1).unwrap().remove(0).1;
     store.dead_letter("c", s, &r).unwrap();
@@ -431,6 +453,47 @@ fn an_unreadable_record_is_stepped_over_listed_and_purgeable() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(listed.len(), 3);
-    assert!(!listed[1].readable && listed[1].record.reason.contains("outbox purge"));
+    assert!(listed[1].record.is_err());
+    let shown = Admin::list(&store, State::Pending, None).unwrap();
+    assert!(
+        matches!(&shown[1], crate::outbox::Listed::Unreadable { error, .. } if error.contains("unreadable")),
+        "{shown:?}"
+    );
     assert_eq!(store.purge(State::Pending, Some("x")).unwrap(), 3);
+}
+
+#[test]
+fn an_id_from_another_store_is_refused_not_taken_for_a_local_seq() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (here, there) = (
+        Outbox::open(d1.path()).unwrap(),
+        Outbox::open(d2.path()).unwrap(),
+    );
+    // The same seq is dead in both stores.
+    for store in [&here, &there] {
+        let (s, _) = store
+            .enqueue(&body("{}"), &[("x", "k".to_string())], DAY, 0)
+            .unwrap();
+        let r = store.pending("x", None, s, 1).unwrap().remove(0).1;
+        store.dead_letter("x", s, &r).unwrap();
+    }
+    let (seq_here, _) = (
+        here.list(State::Dead, None).next().unwrap().unwrap().seq,
+        (),
+    );
+    let foreign = there.delivery_id(seq_here);
+    assert_eq!(
+        Admin::retry(&here, None, std::slice::from_ref(&foreign)).unwrap(),
+        Err(BadId::ForeignStore(foreign.clone())),
+    );
+    assert_eq!(
+        here.stats().unwrap().get("x"),
+        Some(&(0, 1)),
+        "nothing moved"
+    );
+    let own = here.delivery_id(seq_here);
+    assert_eq!(
+        Admin::retry(&here, None, std::slice::from_ref(&own)).unwrap(),
+        Ok(vec![(own, "x".to_string())])
+    );
 }

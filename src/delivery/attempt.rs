@@ -1,0 +1,112 @@
+//! The life of one delivery: wait for its time and the rate limiter, attempt, record the
+//! outcome, repeat until delivered or dead (or shutdown).
+//!
+//! What an answer means comes from the target ([`Target::send`](crate::target::Target)
+//! returns an [`Outcome`](crate::target::Outcome)); when the next attempt is due comes
+//! from [`retry::next`], a pure function. This file only sequences them and tells the
+//! store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Worker, tweet_id};
+use crate::failure::{Cause, DeadLetter, Failure};
+use crate::outbox::{Delivery, Outbox, now_ms};
+use crate::retry::{self, Next, Tried, Verdict};
+use crate::shutdown::Shutdown;
+use crate::target::unix_now;
+use crate::telemetry::error_chain;
+
+pub(super) async fn deliver<S: Outbox>(
+    w: Arc<Worker<S>>,
+    mut d: Delivery<S::Handle>,
+    mut shutdown: Shutdown,
+) {
+    let name = w.target.name();
+    let policy = w.target.config.retry;
+    let m = w.metrics.target(w.index);
+    loop {
+        let now = now_ms();
+        if d.next_attempt_ms > now {
+            let wait = Duration::from_millis(d.next_attempt_ms - now);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait() => return,
+            }
+        }
+        if let Some((failure, advice)) = w.target.gone() {
+            let dead = DeadLetter {
+                cause: Cause::Permanent,
+                failure,
+            };
+            w.bury(&d, &dead, Some(advice), &mut shutdown).await;
+            return;
+        }
+        tokio::select! {
+            _ = w.target.limiter.acquire() => {}
+            _ = shutdown.wait() => return,
+        }
+        let request = match w.target.request(&d.id, unix_now(), &d.body) {
+            Ok(r) => r,
+            Err(e) => {
+                let dead = DeadLetter {
+                    cause: Cause::Permanent,
+                    failure: Failure::Unrenderable { error: e.0 },
+                };
+                w.bury(&d, &dead, None, &mut shutdown).await;
+                return;
+            }
+        };
+        d.attempts += 1;
+        let outcome = w.target.send(request).await;
+        m.duration.observe(outcome.elapsed);
+        let failure = match (outcome.verdict, outcome.failure) {
+            (Verdict::Delivered, _) => {
+                if let Err(e) = w.store.complete(w.index, &d).await {
+                    tracing::warn!(target = name, delivery_id = %d.id, error = %error_chain(&e), "Delivered, but could not remove it from the outbox; it may be sent again");
+                }
+                m.delivered.inc();
+                tracing::debug!(target = name, delivery_id = %d.id, attempt = d.attempts, "Delivered");
+                return;
+            }
+            (_, Some(failure)) => failure,
+            // A verdict other than delivered always comes with its failure; should one
+            // ever not, say so rather than invent a status.
+            (_, None) => Failure::Recorded("the target's answer was not a success".into()),
+        };
+        let next = match outcome.verdict {
+            Verdict::Retry { floor } => {
+                let tried = Tried {
+                    attempts: d.attempts,
+                    enqueued_ms: d.enqueued_ms,
+                };
+                retry::next(&policy, tried, floor, now_ms(), fastrand::f64())
+            }
+            _ => Next::Dead(Cause::Permanent),
+        };
+        match next {
+            Next::Dead(cause) => {
+                let dead = DeadLetter { cause, failure };
+                w.bury(&d, &dead, outcome.advice, &mut shutdown).await;
+                return;
+            }
+            Next::At(at) => {
+                d.next_attempt_ms = at;
+                if let Err(e) = w.store.retry_at(w.index, &d, &failure).await {
+                    tracing::warn!(target = name, delivery_id = %d.id, error = %error_chain(&e), "Could not store the retry schedule");
+                }
+                m.retried.inc();
+                tracing::warn!(
+                    target = name,
+                    delivery_id = %d.id,
+                    tweet_id = tweet_id(&d.body),
+                    attempt = d.attempts,
+                    status = failure.status(),
+                    error = %failure,
+                    retry_in_ms = at.saturating_sub(now_ms()),
+                    "Delivery failed; will retry"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The `outbox` commands against a sled store at rest (`run` stopped: it holds the lock).
+
+use std::collections::BTreeMap;
+
+use super::store::Store;
+use crate::outbox::{Admin, BadId, Counts, Listed, OutboxError, State};
+
+impl Admin for Store {
+    fn stats(&self) -> Result<BTreeMap<String, Counts>, OutboxError> {
+        Ok(Store::stats(self)?
+            .into_iter()
+            .map(|(name, (pending, dead))| (name, Counts { pending, dead }))
+            .collect())
+    }
+
+    fn list(&self, state: State, target: Option<&str>) -> Result<Vec<Listed>, OutboxError> {
+        Store::list(self, state, target)
+            .map(|item| {
+                let stored = item?;
+                let id = self.delivery_id(stored.seq);
+                Ok(match stored.record {
+                    Ok(r) => Listed::Readable {
+                        id,
+                        target: stored.target,
+                        attempts: r.attempts,
+                        enqueued_ms: r.enqueued_ms,
+                        next_attempt_ms: r.next_attempt_ms,
+                        reason: r.reason(),
+                        body: r.body,
+                    },
+                    Err(e) => Listed::Unreadable {
+                        id,
+                        target: stored.target,
+                        error: e.to_string(),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    fn retry(
+        &self,
+        target: Option<&str>,
+        ids: &[String],
+    ) -> Result<Result<Vec<(String, String)>, BadId>, OutboxError> {
+        let seqs = match ids
+            .iter()
+            .map(|id| self.parse_delivery_id(id))
+            .collect::<Result<Vec<u64>, BadId>>()
+        {
+            Ok(seqs) => seqs,
+            Err(bad) => return Ok(Err(bad)),
+        };
+        let moved = self.retry_dead(target, &seqs)?;
+        Ok(Ok(moved
+            .into_iter()
+            .map(|(t, seq)| (self.delivery_id(seq), t))
+            .collect()))
+    }
+
+    fn purge(&self, state: State, target: Option<&str>) -> Result<u64, OutboxError> {
+        Store::purge(self, state, target)
+    }
+
+    fn targets(&self) -> Result<Vec<String>, OutboxError> {
+        self.targets_with_deliveries()
+    }
+}

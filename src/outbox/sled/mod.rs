@@ -1,0 +1,255 @@
+//! The embedded outbox: every accepted delivery in a sled database, until its target
+//! answers 2xx.
+//!
+//! # Layout
+//! One sled tree, so that everything one event writes goes in one atomic batch:
+//!
+//! ```text
+//! m/instance                    8 random bytes, made when the store is created
+//! p/<target>\0<seq u64 BE>      pending delivery  (Record)
+//! d/<target>\0<seq u64 BE>      dead letter       (Record, with its cause)
+//! k/<target>\0<dedupe key>      dedupe mark       (expiry, ms since epoch, u64 BE)
+//! ```
+//!
+//! `seq` comes from sled's persistent id generator, so it grows in arrival order across
+//! restarts; a target's pending deliveries read in key order are its queue. Target names
+//! are validated to `[A-Za-z0-9_.-]`, so the `\0` separator cannot occur in them.
+//!
+//! # Invariants
+//! - An event's deliveries and its dedupe marks are written in one batch (a whole group's
+//!   in one): a crash can never leave a mark without the deliveries it guards (which
+//!   would turn a replayed event into a "duplicate" that is never delivered).
+//! - A delivery is attempted only after the flush that made it durable: [`SledOutbox`]
+//!   keeps the highest durable `seq` (the watermark) and queues never read past it.
+//! - A pending record leaves only by `complete` (after a 2xx) or by moving, in one batch,
+//!   to a dead letter.
+//! - The delivery id sent as `webhook-id` is derived from the instance and the seq, so it
+//!   is stable across retries and restarts and unique across stores.
+//! - The pending and dead gauges equal what is stored at every quiet moment
+//!   ([`backlog`]: the start-up count and the runtime's own changes never overlap).
+//!
+//! Only one process may hold the store: a lock file is taken before sled opens, so a
+//! second `run` or an `outbox` command gets [`OutboxError::Locked`] instead of a fight.
+//!
+//! # Files
+//! `store.rs` opens the database and holds its reads and writes, `keys.rs` the key
+//! layout, `record.rs` a record's bytes, `group.rs` the batch of a group, `committer.rs`
+//! a group's way to disk and to the workers, `handoff.rs` the in-memory shortcut from
+//! committer to worker, `queue.rs` a worker's ordered reading, `backlog.rs` the gauges,
+//! `admin.rs` the `outbox` commands.
+
+mod admin;
+mod backlog;
+mod committer;
+mod group;
+mod handoff;
+mod keys;
+mod queue;
+mod record;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use self::backlog::Backlog;
+use self::handoff::Handoff;
+use self::queue::SledQueue;
+use self::record::Record;
+pub(crate) use self::store::Store;
+use super::{Delivery, Enqueued, Outbox, OutboxError, Routed, now_ms};
+use crate::config::Config;
+use crate::failure::{DeadLetter, Failure};
+use crate::shutdown::Shutdown;
+use crate::telemetry::{Metrics, error_chain};
+
+/// How often expired dedupe marks are swept.
+const DEDUPE_SWEEP: Duration = Duration::from_secs(600);
+
+/// The running sled outbox. Cheap to clone: every clone is the same store.
+#[derive(Clone)]
+pub(crate) struct SledOutbox {
+    /// Everything the clones share.
+    shared: Arc<Shared>,
+}
+
+/// The state behind a [`SledOutbox`].
+struct Shared {
+    /// The database.
+    store: Store,
+    /// Per configured target, by index.
+    slots: Vec<Slot>,
+    /// The highest seq known to be on disk: queues never read past it.
+    durable: AtomicU64,
+    /// How long a dedupe mark holds.
+    dedupe_window: Duration,
+    /// Where the gauges and counters go.
+    metrics: Arc<Metrics>,
+    /// Keeps the pending and dead gauges exact while the start-up count runs.
+    backlog: Backlog,
+}
+
+/// What the outbox keeps per target.
+struct Slot {
+    /// The target's name: its keys' middle part.
+    name: String,
+    /// Woken when new deliveries for it are durable.
+    wake: Notify,
+    /// Where those deliveries are handed over in memory.
+    handoff: Handoff,
+}
+
+impl SledOutbox {
+    /// Open the store in `[outbox] path` for `run`: report deliveries of targets no longer
+    /// configured, start counting the backlog for the gauges (in the background: a large
+    /// backlog must not delay the first delivery) and the dedupe sweep.
+    pub(crate) fn start(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        shutdown: Shutdown,
+    ) -> Result<SledOutbox, OutboxError> {
+        let store = Store::open(&config.outbox.path)?;
+        let names: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
+        for orphan in store
+            .targets_with_deliveries()?
+            .into_iter()
+            .filter(|n| !names.contains(n))
+        {
+            tracing::warn!(target = %orphan, "The outbox holds deliveries for a target that is no longer configured; they stay until `outbox purge --target`");
+        }
+        let watermark = store.watermark()?;
+        let shared = Arc::new(Shared {
+            backlog: Backlog::new(names.len(), watermark),
+            slots: names
+                .into_iter()
+                .map(|name| Slot {
+                    name,
+                    wake: Notify::new(),
+                    handoff: Handoff::default(),
+                })
+                .collect(),
+            durable: AtomicU64::new(watermark),
+            dedupe_window: config.outbox.dedupe_window,
+            metrics,
+            store,
+        });
+        let outbox = SledOutbox { shared };
+        let counting = outbox.clone();
+        tokio::task::spawn_blocking(move || counting.count_backlog());
+        tokio::spawn(outbox.clone().sweep_dedupe(shutdown));
+        Ok(outbox)
+    }
+
+    /// The database, for tests and start-up messages.
+    pub(crate) fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// Count what a previous run left, chunk by chunk, into the gauges.
+    fn count_backlog(&self) {
+        let s = &self.shared;
+        for (index, slot) in s.slots.iter().enumerate() {
+            if let Err(e) = s.backlog.count_all(&s.store, index, &slot.name, &s.metrics) {
+                tracing::warn!(target = %slot.name, error = %error_chain(&e), "Could not count the outbox backlog; the pending and dead gauges may be low");
+            }
+        }
+    }
+
+    async fn sweep_dedupe(self, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(DEDUPE_SWEEP) => {}
+                _ = shutdown.wait() => return,
+            }
+            let store = self.shared.store.clone();
+            match tokio::task::spawn_blocking(move || store.sweep_dedupe(now_ms())).await {
+                Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "Swept expired dedupe marks"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %error_chain(&e), "Could not sweep dedupe marks")
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Outbox for SledOutbox {
+    type Handle = u64;
+    type Queue = SledQueue;
+
+    async fn enqueue(&self, group: &[Routed]) -> Result<Vec<Enqueued>, OutboxError> {
+        self.commit(group).await
+    }
+
+    fn queue(self: Arc<Self>, target: usize) -> SledQueue {
+        SledQueue::new((*self).clone(), target)
+    }
+
+    async fn complete(&self, target: usize, d: &Delivery<u64>) -> Result<(), OutboxError> {
+        let s = &self.shared;
+        let name = &s.slots[target].name;
+        s.backlog.removed(target, d.handle, &s.metrics, || {
+            s.store.complete(name, d.handle)
+        })
+    }
+
+    async fn retry_at(
+        &self,
+        target: usize,
+        d: &Delivery<u64>,
+        failure: &Failure,
+    ) -> Result<(), OutboxError> {
+        let s = &self.shared;
+        let record = Record {
+            attempts: d.attempts,
+            enqueued_ms: d.enqueued_ms,
+            next_attempt_ms: d.next_attempt_ms,
+            failure: Some(failure.clone()),
+            cause: None,
+            body: d.body.clone(),
+        };
+        s.store.reschedule(&s.slots[target].name, d.handle, &record)
+    }
+
+    async fn dead_letter(
+        &self,
+        target: usize,
+        d: &Delivery<u64>,
+        dead: &DeadLetter,
+    ) -> Result<(), OutboxError> {
+        let s = &self.shared;
+        let record = Record {
+            attempts: d.attempts,
+            enqueued_ms: d.enqueued_ms,
+            next_attempt_ms: d.next_attempt_ms,
+            failure: Some(dead.failure.clone()),
+            cause: Some(dead.cause),
+            body: d.body.clone(),
+        };
+        let name = &s.slots[target].name;
+        s.backlog.buried(target, d.handle, &s.metrics, || {
+            s.store.dead_letter(name, d.handle, &record)
+        })
+    }
+
+    async fn flush(&self) -> Result<(), OutboxError> {
+        self.shared.store.flush().await
+    }
+}
+
+/// A delivery as a worker holds it, from its record.
+fn delivery(store: &Store, seq: u64, record: Record) -> Delivery<u64> {
+    Delivery {
+        handle: seq,
+        id: store.delivery_id(seq),
+        body: record.body,
+        attempts: record.attempts,
+        enqueued_ms: record.enqueued_ms,
+        next_attempt_ms: record.next_attempt_ms,
+    }
+}

@@ -1,0 +1,444 @@
+//! The sled database under the outbox: open (lock, damage checks), the key layout, and
+//! the reads and writes the runtime and the admin commands are built from. The layout
+//! and its invariants are in the [module doc](super).
+
+use super::keys::{key, parse_key, prefix, target_prefix};
+use super::record::{CorruptRecord, Record};
+use crate::outbox::{OutboxError, State};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// sled's page cache: small, because the backlog is meant to live on disk, not in RAM.
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+const LOCK_FILE: &str = "badger-relay.lock";
+
+/// What [`Store::scan_pending`] found.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// The readable records, in seq order.
+    pub items: Vec<(u64, Record)>,
+    /// Keys looked at, readable or not.
+    pub scanned: usize,
+    /// The seq of the last key looked at.
+    pub last: Option<u64>,
+}
+
+/// A delivery read back from the store.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    /// Its target's name.
+    pub target: String,
+    /// Its seq (the event's).
+    pub seq: u64,
+    /// Pending or dead.
+    pub state: State,
+    /// The record, or why this version cannot read it.
+    pub record: Result<Record, CorruptRecord>,
+}
+
+/// The store. Cheap to clone: every clone is the same open database.
+#[derive(Clone)]
+pub(crate) struct Store {
+    /// The sled tree holding everything (see the layout).
+    pub(super) db: sled::Db,
+    /// The outbox directory, for messages.
+    path: PathBuf,
+    /// Random, made with the store: the first half of every delivery id.
+    instance: u64,
+    /// Held for the life of the store: the advisory lock that keeps a second process out.
+    _lock: std::sync::Arc<File>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Open (or create) the store at `path`.
+    pub(crate) fn open(path: &Path) -> Result<Store, OutboxError> {
+        let open_err = |source| OutboxError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        if path.exists() && !path.is_dir() {
+            return Err(OutboxError::Corrupt {
+                path: path.to_owned(),
+                detail: "the path is a file, not a directory".into(),
+            });
+        }
+        std::fs::create_dir_all(path).map_err(open_err)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join(LOCK_FILE))
+            .map_err(open_err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OutboxError::Locked {
+                    path: path.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(open_err(e)),
+        }
+        // A store we created always holds `m/instance` (written and flushed first). If its
+        // files exist but the marker does not come back, sled "recovered" a damaged log
+        // as empty: refuse, rather than start fresh and hide the pending deliveries.
+        let existed = path.join("db").join("db").exists();
+        let db = open_sled(path)?;
+        let storage = |source: sled::Error| OutboxError::Storage {
+            path: path.to_owned(),
+            source: Box::new(source),
+        };
+        let instance = match db.get(b"m/instance").map_err(storage)? {
+            Some(v) if v.len() == 8 => u64::from_be_bytes(v.as_ref().try_into().unwrap()),
+            Some(_) => {
+                return Err(OutboxError::Corrupt {
+                    path: path.to_owned(),
+                    detail: "bad instance marker".into(),
+                });
+            }
+            None if existed => {
+                return Err(OutboxError::Corrupt {
+                    path: path.to_owned(),
+                    detail: "its data could not be recovered".into(),
+                });
+            }
+            None => {
+                let id = fastrand::u64(..);
+                db.insert(b"m/instance", &id.to_be_bytes())
+                    .map_err(storage)?;
+                db.flush().map_err(storage)?;
+                id
+            }
+        };
+        Ok(Store {
+            db,
+            path: path.to_owned(),
+            instance,
+            _lock: std::sync::Arc::new(lock),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(super) fn storage(&self, source: sled::Error) -> OutboxError {
+        OutboxError::Storage {
+            path: self.path.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The id a target sees in `webhook-id`: stable for a delivery, unique across stores.
+    pub(crate) fn delivery_id(&self, seq: u64) -> String {
+        format!("msg_{:016x}{:016x}", self.instance, seq)
+    }
+
+    /// The seq inside a delivery id printed by `outbox list` (the full id, or the bare
+    /// seq in decimal). A full id whose instance half is not this store's is refused:
+    /// its seq would name some other delivery here.
+    pub(crate) fn parse_delivery_id(&self, id: &str) -> Result<u64, crate::outbox::BadId> {
+        use crate::outbox::BadId;
+        let malformed = || BadId::Malformed(id.to_owned());
+        let Some(hex) = id.strip_prefix("msg_") else {
+            return id.parse().map_err(|_| malformed());
+        };
+        if hex.len() != 32 || !hex.is_ascii() {
+            return Err(malformed());
+        }
+        let instance = u64::from_str_radix(&hex[..16], 16).map_err(|_| malformed())?;
+        let seq = u64::from_str_radix(&hex[16..], 16).map_err(|_| malformed())?;
+        if instance != self.instance {
+            return Err(BadId::ForeignStore(id.to_owned()));
+        }
+        Ok(seq)
+    }
+
+    /// Make every write so far durable (fsync).
+    pub async fn flush(&self) -> Result<(), OutboxError> {
+        self.db
+            .flush_async()
+            .await
+            .map(drop)
+            .map_err(|e| self.storage(e))
+    }
+
+    /// Blocking flush, for shutdown and admin commands.
+    pub(crate) fn flush_blocking(&self) -> Result<(), OutboxError> {
+        self.db.flush().map(drop).map_err(|e| self.storage(e))
+    }
+
+    #[cfg(test)]
+    /// Up to `limit` pending deliveries of `target` with `after < seq <= upto`, in order.
+    pub(crate) fn pending(
+        &self,
+        target: &str,
+        after: Option<u64>,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Record)>, OutboxError> {
+        Ok(self.scan_pending(target, after, upto, limit)?.items)
+    }
+
+    /// [`Outbox::pending`], saying also how many keys were looked at and the last seq
+    /// among them, so that a reader can tell "caught up" from "skipped an unreadable
+    /// record" and move past it.
+    pub(crate) fn scan_pending(
+        &self,
+        target: &str,
+        after: Option<u64>,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Scan, OutboxError> {
+        let mut scan = Scan {
+            items: Vec::new(),
+            scanned: 0,
+            last: None,
+        };
+        let start = match after {
+            Some(u64::MAX) => return Ok(scan),
+            Some(s) => key(State::Pending, target, s + 1),
+            None => target_prefix(State::Pending, target),
+        };
+        let end = key(State::Pending, target, upto);
+        if start > end {
+            return Ok(scan);
+        }
+        for item in self.db.range(start..=end).take(limit) {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            scan.scanned += 1;
+            let Some((_, _, seq)) = parse_key(&k) else {
+                continue;
+            };
+            scan.last = Some(seq);
+            match Record::decode(&v) {
+                Ok(r) => scan.items.push((seq, r)),
+                Err(e) => {
+                    // Left in place (nothing is deleted silently): `outbox list` shows it
+                    // and `outbox purge` removes it.
+                    tracing::error!(target = target, seq, error = %e, "Skipping an unreadable delivery record");
+                }
+            }
+        }
+        Ok(scan)
+    }
+
+    /// The target answered 2xx: the delivery leaves the outbox.
+    pub(crate) fn complete(&self, target: &str, seq: u64) -> Result<(), OutboxError> {
+        self.db
+            .remove(key(State::Pending, target, seq))
+            .map(drop)
+            .map_err(|e| self.storage(e))
+    }
+
+    /// Store the retry state (attempts, next attempt, last error) of a pending delivery.
+    pub(crate) fn reschedule(
+        &self,
+        target: &str,
+        seq: u64,
+        record: &Record,
+    ) -> Result<(), OutboxError> {
+        self.db
+            .insert(key(State::Pending, target, seq), record.encode())
+            .map(drop)
+            .map_err(|e| self.storage(e))
+    }
+
+    /// Move a pending delivery to the dead letters, in one batch. Not flushed at once:
+    /// after a crash it is at worst pending again and gets one more attempt.
+    pub(crate) fn dead_letter(
+        &self,
+        target: &str,
+        seq: u64,
+        record: &Record,
+    ) -> Result<(), OutboxError> {
+        let mut batch = sled::Batch::default();
+        batch.remove(key(State::Pending, target, seq));
+        batch.insert(key(State::Dead, target, seq), record.encode());
+        self.db.apply_batch(batch).map_err(|e| self.storage(e))?;
+        Ok(())
+    }
+
+    /// Every delivery in `state`, optionally of one target, in key order.
+    pub(crate) fn list(
+        &self,
+        state: State,
+        target: Option<&str>,
+    ) -> impl Iterator<Item = Result<Stored, OutboxError>> + '_ {
+        let prefix = match target {
+            Some(t) => target_prefix(state, t),
+            None => vec![prefix(state), b'/'],
+        };
+        self.db.scan_prefix(prefix).filter_map(move |item| {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(self.storage(e))),
+            };
+            let (state, target, seq) = parse_key(&k)?;
+            // An unreadable record is listed (so it can be seen and purged), not fatal.
+            Some(Ok(Stored {
+                target: target.to_owned(),
+                seq,
+                state,
+                record: Record::decode(&v),
+            }))
+        })
+    }
+
+    /// Count up to `limit` keys in `from..=end`: how many, and the seq of the last.
+    pub(crate) fn count_keys(
+        &self,
+        from: Vec<u8>,
+        end: Vec<u8>,
+        limit: usize,
+    ) -> Result<(usize, u64), OutboxError> {
+        let (mut n, mut last) = (0, 0);
+        for item in self.db.range(from..=end).keys().take(limit) {
+            let k = item.map_err(|e| self.storage(e))?;
+            n += 1;
+            if let Some((_, _, seq)) = parse_key(&k) {
+                last = seq;
+            }
+        }
+        Ok((n, last))
+    }
+
+    /// Count pending and dead deliveries per target name.
+    pub(crate) fn stats(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, (u64, u64)>, OutboxError> {
+        let mut out = std::collections::BTreeMap::<String, (u64, u64)>::new();
+        for prefix in [b"p/", b"d/"] {
+            for item in self.db.scan_prefix(prefix) {
+                let (k, _) = item.map_err(|e| self.storage(e))?;
+                if let Some((state, target, _)) = parse_key(&k) {
+                    let entry = out.entry(target.to_owned()).or_default();
+                    match state {
+                        State::Pending => entry.0 += 1,
+                        State::Dead => entry.1 += 1,
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Move dead letters back to pending with a fresh retry budget: all of them, those of
+    /// one target, or those with the given seqs (an event's deliveries to several targets
+    /// share its seq: `target` narrows it). Returns what moved. Unreadable records stay.
+    pub(crate) fn retry_dead(
+        &self,
+        target: Option<&str>,
+        seqs: &[u64],
+    ) -> Result<Vec<(String, u64)>, OutboxError> {
+        let now = crate::outbox::now_ms();
+        let mut moved = Vec::new();
+        let dead: Vec<Stored> = self.list(State::Dead, target).collect::<Result<_, _>>()?;
+        for d in dead {
+            let Ok(record) = d.record else { continue };
+            if !seqs.is_empty() && !seqs.contains(&d.seq) {
+                continue;
+            }
+            let fresh = Record::new(record.body, now);
+            let mut batch = sled::Batch::default();
+            batch.remove(key(State::Dead, &d.target, d.seq));
+            batch.insert(key(State::Pending, &d.target, d.seq), fresh.encode());
+            self.db.apply_batch(batch).map_err(|e| self.storage(e))?;
+            moved.push((d.target, d.seq));
+        }
+        self.flush_blocking()?;
+        Ok(moved)
+    }
+
+    /// Delete deliveries (dead letters with `dead`, else pending ones). Returns the count.
+    pub(crate) fn purge(&self, state: State, target: Option<&str>) -> Result<u64, OutboxError> {
+        let keys: Vec<Vec<u8>> = self
+            .list(state, target)
+            .map(|s| s.map(|s| key(s.state, &s.target, s.seq)))
+            .collect::<Result<_, _>>()?;
+        for k in &keys {
+            self.db.remove(k).map_err(|e| self.storage(e))?;
+        }
+        self.flush_blocking()?;
+        Ok(keys.len() as u64)
+    }
+
+    /// Remove dedupe marks that expired before `now_ms`. Returns how many.
+    pub(crate) fn sweep_dedupe(&self, now_ms: u64) -> Result<u64, OutboxError> {
+        let mut removed = 0;
+        for item in self.db.scan_prefix(b"k/") {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let until = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            if until <= now_ms {
+                // Compare-and-swap so a mark refreshed meanwhile is kept.
+                if let Ok(Ok(())) = self.db.compare_and_swap(&k, Some(v), None::<&[u8]>) {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// A seq greater than every seq already stored: where the durable watermark starts,
+    /// since whatever a previous run left on disk is already durable.
+    pub(crate) fn watermark(&self) -> Result<u64, OutboxError> {
+        self.db.generate_id().map_err(|e| self.storage(e))
+    }
+
+    /// Target names that have pending or dead deliveries: one seek per target found, not
+    /// a scan of every delivery (start-up must not wait on a large backlog).
+    pub(crate) fn targets_with_deliveries(&self) -> Result<Vec<String>, OutboxError> {
+        let mut names = std::collections::BTreeSet::new();
+        for state in [State::Pending, State::Dead] {
+            let mut from = vec![prefix(state), b'/'];
+            let end = vec![prefix(state), b'/' + 1];
+            while let Some(item) = self.db.range(from.clone()..end.clone()).next() {
+                let (k, _) = item.map_err(|e| self.storage(e))?;
+                let Some((_, target, _)) = parse_key(&k) else {
+                    break;
+                };
+                names.insert(target.to_owned());
+                // Past every key of this target: its prefix with the separator bumped.
+                from = target_prefix(state, target);
+                *from.last_mut().expect("a prefix ends with its separator") = 1;
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+}
+
+/// Open sled with a capped cache. sled reports a damaged store as an error (or, for
+/// some corruptions, panics inside recovery): both become [`OutboxError::Corrupt`].
+fn open_sled(path: &Path) -> Result<sled::Db, OutboxError> {
+    let config = sled::Config::new()
+        .path(path.join("db"))
+        .cache_capacity(CACHE_BYTES);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+    match result {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(OutboxError::Open {
+                path: path.to_owned(),
+                source: e,
+            })
+        }
+        Ok(Err(sled::Error::Io(e))) => Err(OutboxError::Open {
+            path: path.to_owned(),
+            source: e,
+        }),
+        Ok(Err(e)) => Err(OutboxError::Corrupt {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        }),
+        Err(_) => Err(OutboxError::Corrupt {
+            path: path.to_owned(),
+            detail: "recovery failed".into(),
+        }),
+    }
+}
