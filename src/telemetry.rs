@@ -261,7 +261,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "badger_relay_outbox_pending{{target=\"{name}\"}} {}",
-                t.pending.get().max(0)
+                t.pending.get()
             );
         }
         header(
@@ -274,7 +274,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "badger_relay_outbox_dead{{target=\"{name}\"}} {}",
-                t.dead_letters.get().max(0)
+                t.dead_letters.get()
             );
         }
         out

@@ -31,6 +31,9 @@ const CLOSED_STREAM: &str = "ws://127.0.0.1:9/v1/twitter/stream";
 
 /// One http target `hook` (concurrency 1) that every `tweet.detected` event goes to, and
 /// a `[server]` with `/ingest`.
+/// A wait that covers a few thousand events through a debug build on shared cores.
+const LONG_DEADLINE: Duration = Duration::from_secs(60);
+
 fn hook_config(stream: &StreamServer, hook: &Receiver) -> RelayConfig {
     RelayConfig::new(stream)
         .http_target("hook", hook, "concurrency = 1")
@@ -537,6 +540,57 @@ async fn metrics_count_what_was_received_delivered_dropped_and_dead_lettered() {
     ]);
     assert_eq!(gone.requests().len(), 1, "a 404 is not retried");
     relay.assert_logs_free_of(INGEST_SECRET);
+}
+
+/// After a restart with a backlog, the start-up count of what is on disk runs while
+/// workers already dead-letter it; the pending and dead gauges must still equal
+/// `outbox stats` once it is quiet (they drifted when the count and the workers both
+/// counted the same deliveries).
+#[tokio::test]
+async fn gauges_equal_outbox_stats_after_a_restart_with_a_backlog() {
+    const N: u32 = 3000;
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start_down().await;
+    let cfg = RelayConfig::new(&stream)
+        .http_target("hook", &hook, "concurrency = 16")
+        .route(route("all").targets(&["hook"]))
+        .tail(&server_table(None));
+    let mut relay = Relay::start_connected(&cfg, &stream).await;
+    let http = Http::of(&relay).await;
+    for i in 0..N {
+        stream.send_event(&tweet_event(&(70_000 + i).to_string()));
+    }
+    let pending = "badger_relay_outbox_pending{target=\"hook\"}";
+    http.wait_for_metrics(&[(pending, f64::from(N))], LONG_DEADLINE)
+        .await;
+    relay.terminate();
+    assert_eq!(relay.wait_exit(SIGTERM_DEADLINE).await.code(), Some(0));
+
+    // Back up, but every delivery is refused: all of them move to the dead letters while
+    // the restarted relay counts its backlog.
+    hook.respond(404, &[], "no such hook");
+    hook.up().await;
+    relay.restart_connected(&stream).await;
+    let http = Http::of(&relay).await;
+    let m = http
+        .wait_for_metrics(
+            &[(
+                "badger_relay_deliveries_total{target=\"hook\",outcome=\"dead\"}",
+                f64::from(N),
+            )],
+            LONG_DEADLINE,
+        )
+        .await;
+    m.assert(&[
+        (pending, 0.0),
+        ("badger_relay_outbox_dead{target=\"hook\"}", f64::from(N)),
+    ]);
+    relay.terminate();
+    assert_eq!(relay.wait_exit(SIGTERM_DEADLINE).await.code(), Some(0));
+    assert_eq!(
+        outbox_stats(&relay).await.get("hook"),
+        Some(&(0, u64::from(N)))
+    );
 }
 
 // ---------------------------------------------------------------------------------------

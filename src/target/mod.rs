@@ -343,3 +343,73 @@ pub fn unix_now() -> u64 {
         .unwrap_or_default()
         .as_secs()
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::config::Config;
+
+    /// One request answered with `head` and a body cut off after `sent` of its bytes.
+    async fn broken_answer(head: &'static str) -> reqwest::Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0; 64 * 1024];
+            let _ = tcp.read(&mut buf).await;
+            tcp.write_all(head.as_bytes()).await.unwrap();
+            // Then hang up mid-body.
+        });
+        format!("http://{addr}/api/webhooks/1/abc").parse().unwrap()
+    }
+
+    fn target(kind: &str, url: &reqwest::Url) -> Target {
+        let text = format!(
+            "[targets.t]\ntype = \"{kind}\"\nurl = \"{url}\"\n\n[[routes]]\nname = \"all\"\ntargets = [\"t\"]\n"
+        );
+        let config = Config::parse(&text, std::path::Path::new("t.toml"), &|_| None).unwrap();
+        Target::new(config.targets[0].clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_status_decides_when_the_body_of_an_error_breaks_off() {
+        let url = broken_answer(
+            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{\"code\": 100",
+        )
+        .await;
+        let t = target("discord", &url);
+        let event = Bytes::from_static(br#"{"tweet_id":"1","tweet_text":"hi"}"#);
+        let outcome = t.send(t.request("msg_1", 0, &event).unwrap()).await;
+        assert_eq!(outcome.status, Some(404));
+        assert_eq!(outcome.verdict, Verdict::Dead, "{outcome:?}");
+        assert!(
+            t.gone().is_some(),
+            "a Discord 404 marks the webhook gone even when its body broke off"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retriable_status_stays_retriable_when_its_body_breaks_off() {
+        let url = broken_answer(
+            "HTTP/1.1 503 Service Unavailable\r\nretry-after: 7\r\ncontent-length: 50\r\n\r\nbusy",
+        )
+        .await;
+        let t = target("http", &url);
+        let outcome = t
+            .send(t.request("msg_1", 0, &Bytes::from_static(b"{}")).unwrap())
+            .await;
+        assert_eq!(outcome.status, Some(503));
+        assert_eq!(
+            outcome.verdict,
+            Verdict::Retry {
+                floor: Some(Duration::from_secs(7))
+            }
+        );
+        assert!(matches!(
+            outcome.failure,
+            Some(Failure::Rejected { status: 503, .. })
+        ));
+    }
+}

@@ -25,6 +25,8 @@ const CHUNK: usize = 1024;
 pub(crate) struct Backlog {
     /// Seqs below this existed before this run; the count covers them.
     watermark: u64,
+    /// Keys counted per lock hold.
+    chunk: usize,
     /// Per target, by index.
     targets: Vec<Mutex<Counted>>,
 }
@@ -56,8 +58,14 @@ impl Counted {
 
 impl Backlog {
     pub(crate) fn new(targets: usize, watermark: u64) -> Backlog {
+        Backlog::with_chunk(targets, watermark, CHUNK)
+    }
+
+    /// [`Backlog::new`] counting `chunk` keys per lock hold (tests use tiny chunks).
+    pub(crate) fn with_chunk(targets: usize, watermark: u64, chunk: usize) -> Backlog {
         Backlog {
             watermark,
+            chunk,
             targets: (0..targets).map(|_| Mutex::default()).collect(),
         }
     }
@@ -134,8 +142,8 @@ impl Backlog {
             None => key(state, name, 0),
         };
         let end = key(state, name, self.watermark - 1);
-        let (seen, last) = store.count_keys(from, end, CHUNK)?;
-        let done = seen < CHUNK;
+        let (seen, last) = store.count_keys(from, end, self.chunk)?;
+        let done = seen < self.chunk;
         c.set(state, if done { self.watermark - 1 } else { last });
         let m = metrics.target(target);
         match state {

@@ -497,3 +497,79 @@ fn an_id_from_another_store_is_refused_not_taken_for_a_local_seq() {
         Ok(vec![(own, "x".to_string())])
     );
 }
+
+#[test]
+fn the_backlog_count_and_the_runtime_never_count_a_delivery_twice_or_not_at_all() {
+    use super::backlog::Backlog;
+    use crate::telemetry::Metrics;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let seqs: Vec<u64> = (0..6)
+        .map(|i| {
+            store
+                .enqueue(&body("{}"), &[("x", format!("k{i}"))], DAY, 0)
+                .unwrap()
+                .0
+        })
+        .collect();
+    let dead_before = |store: &Outbox, s: u64| {
+        let r = store.pending("x", Some(s - 1), s, 1).unwrap().remove(0).1;
+        store.dead_letter("x", s, &r).unwrap();
+    };
+    dead_before(&store, seqs[5]);
+    // Start-up: a backlog of 5 pending and 1 dead, counted two keys at a time.
+    let backlog = Backlog::with_chunk(1, store.watermark().unwrap(), 2);
+    let metrics = Metrics::new(["x".to_string()]);
+    let gauges = |m: &Metrics| (m.target(0).pending.get(), m.target(0).dead_letters.get());
+    assert!(
+        !backlog
+            .count_step(&store, 0, "x", State::Pending, &metrics)
+            .unwrap()
+    );
+    assert_eq!(gauges(&metrics), (2, 0), "seqs[0] and seqs[1] counted");
+    // Meanwhile the workers: one counted delivery done, one not yet counted done, one
+    // not yet counted moved to the dead letters (ahead of the dead count too).
+    for (s, dead) in [(seqs[0], false), (seqs[3], false), (seqs[4], true)] {
+        if dead {
+            backlog
+                .buried(0, s, &metrics, || {
+                    let r = store.pending("x", Some(s - 1), s, 1).unwrap().remove(0).1;
+                    store.dead_letter("x", s, &r)
+                })
+                .unwrap();
+        } else {
+            backlog
+                .removed(0, s, &metrics, || store.complete("x", s))
+                .unwrap();
+        }
+    }
+    // And the committer adds one past the watermark.
+    let (new, _) = store
+        .enqueue(&body("{}"), &[("x", "new".to_string())], DAY, 0)
+        .unwrap();
+    backlog.added(0, &metrics);
+    backlog.count_all(&store, 0, "x", &metrics).unwrap();
+    let (pending, dead) = store.stats().unwrap()["x"];
+    assert_eq!(
+        (pending, dead),
+        (3, 2),
+        "seqs[1], seqs[2], new; seqs[4], seqs[5]"
+    );
+    assert_eq!(gauges(&metrics), (pending as i64, dead as i64));
+    // After the count, the runtime's own changes keep them equal.
+    backlog
+        .removed(0, new, &metrics, || store.complete("x", new))
+        .unwrap();
+    backlog
+        .buried(0, seqs[1], &metrics, || {
+            let r = store
+                .pending("x", Some(seqs[0]), seqs[1], 1)
+                .unwrap()
+                .remove(0)
+                .1;
+            store.dead_letter("x", seqs[1], &r)
+        })
+        .unwrap();
+    let (pending, dead) = store.stats().unwrap()["x"];
+    assert_eq!(gauges(&metrics), (pending as i64, dead as i64));
+}
