@@ -20,7 +20,9 @@ pub enum InvalidEvent {
 /// A parsed, validated event.
 #[derive(Debug, Clone)]
 pub struct Event {
+    /// The frame or body exactly as received: what http targets get.
     raw: Bytes,
+    /// The routed fields, parsed once.
     fields: Fields,
 }
 
@@ -29,20 +31,28 @@ pub struct Event {
 /// rather than failing the event, since ScrapeBadger may add or change fields.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct Fields {
+    /// The event type (`tweet.detected`).
     #[serde(default, deserialize_with = "lenient_string")]
     pub event: Option<String>,
+    /// The stream monitor that found it.
     #[serde(default, deserialize_with = "lenient_string")]
     pub monitor_id: Option<String>,
+    /// Its name, as routes usually name it.
     #[serde(default, deserialize_with = "lenient_string")]
     pub monitor_name: Option<String>,
+    /// The filter rule that found it (filter-rule events).
     #[serde(default, deserialize_with = "lenient_string")]
     pub rule_id: Option<String>,
+    /// Its tag.
     #[serde(default, deserialize_with = "lenient_string")]
     pub rule_tag: Option<String>,
+    /// The tweet: the `dedupe = "tweet"` key.
     #[serde(default, deserialize_with = "lenient_string")]
     pub tweet_id: Option<String>,
+    /// Who wrote it, without `@`.
     #[serde(default, deserialize_with = "lenient_string")]
     pub author_username: Option<String>,
+    /// What it says: the `text` regex runs on this.
     #[serde(default, deserialize_with = "lenient_string")]
     pub tweet_text: Option<String>,
 }

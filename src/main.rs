@@ -30,6 +30,7 @@ struct Args {
     /// Log format on stderr
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// What to do.
     #[command(subcommand)]
     command: Command,
 }

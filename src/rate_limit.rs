@@ -17,16 +17,21 @@ const SAFETY: f64 = 1.02;
 
 #[derive(Debug)]
 pub struct RateLimiter {
+    /// Shared by the target's attempts; never held across an await.
     state: Mutex<State>,
     /// Time per token; `None` for no proactive limit.
     interval: Option<Duration>,
+    /// How many requests may go at once after a quiet spell (the limit's count).
     burst: f64,
 }
 
 #[derive(Debug)]
 struct State {
+    /// Requests that may start now (may go below zero: a debt paid off over time).
     tokens: f64,
+    /// When `tokens` was last brought up to date.
     refilled: Instant,
+    /// No request before this: the platform asked for a pause (a 429, a dry bucket).
     paused_until: Option<Instant>,
 }
 

@@ -39,7 +39,9 @@ impl fmt::Display for Secret {
 /// targets apart and nothing an attacker could use.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretUrl {
+    /// The real URL, only for sending.
     url: reqwest::Url,
+    /// What prints: scheme, host and the first path segment, then `***`.
     redacted: String,
 }
 

@@ -90,8 +90,11 @@ const BUCKETS: [f64; 12] = [
 
 #[derive(Debug, Default)]
 pub struct Histogram {
+    /// Observations per bucket of `BUCKETS` (not cumulative).
     buckets: [AtomicU64; BUCKETS.len()],
+    /// Observations in all.
     count: AtomicU64,
+    /// Their sum, in microseconds.
     sum_micros: AtomicU64,
 }
 
@@ -110,24 +113,38 @@ impl Histogram {
 /// One target's series.
 #[derive(Debug, Default)]
 pub struct TargetMetrics {
+    /// Deliveries answered 2xx.
     pub delivered: Counter,
+    /// Failed attempts that will be retried.
     pub retried: Counter,
+    /// Deliveries moved to the dead letters.
     pub dead: Counter,
+    /// Deliveries waiting in the outbox.
     pub pending: Gauge,
+    /// Dead letters in the outbox.
     pub dead_letters: Gauge,
+    /// Request-to-answer times.
     pub duration: Histogram,
 }
 
 /// Every metric the process exposes.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Events from the WebSocket.
     pub received_stream: Counter,
+    /// Events from `/ingest`.
     pub received_ingest: Counter,
+    /// Frames and bodies that are not events.
     pub events_invalid: Counter,
+    /// Events some target had seen within the dedupe window.
     pub events_duplicate: Counter,
+    /// Events no route matched.
     pub events_unrouted: Counter,
+    /// 1 while the stream is connected.
     pub source_connected: Gauge,
+    /// Reconnects of the stream.
     pub source_reconnects: Counter,
+    /// Per target, in config order: name and series.
     targets: Vec<(String, TargetMetrics)>,
 }
 

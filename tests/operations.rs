@@ -542,13 +542,14 @@ async fn metrics_count_what_was_received_delivered_dropped_and_dead_lettered() {
     relay.assert_logs_free_of(INGEST_SECRET);
 }
 
-/// After a restart with a backlog, the start-up count of what is on disk runs while
-/// workers already dead-letter it; the pending and dead gauges must still equal
-/// `outbox stats` once it is quiet (they drifted when the count and the workers both
-/// counted the same deliveries).
+/// After a restart with a backlog, the start-up count of what is on disk runs while new
+/// events arrive and workers deliver; the pending and dead gauges must still equal
+/// `outbox stats` once it is quiet (they drifted when the count and the runtime both
+/// counted the same deliveries: events that arrived during the count were counted twice).
 #[tokio::test]
 async fn gauges_equal_outbox_stats_after_a_restart_with_a_backlog() {
-    const N: u32 = 3000;
+    const N: u32 = 10_000;
+    const M: u32 = 300;
     let stream = StreamServer::start().await;
     let hook = Receiver::start_down().await;
     let cfg = RelayConfig::new(&stream)
@@ -566,30 +567,48 @@ async fn gauges_equal_outbox_stats_after_a_restart_with_a_backlog() {
     relay.terminate();
     assert_eq!(relay.wait_exit(SIGTERM_DEADLINE).await.code(), Some(0));
 
-    // Back up, but every delivery is refused: all of them move to the dead letters while
-    // the restarted relay counts its backlog.
+    // Restart with the target still down; new events arrive while the backlog is counted.
+    relay.restart_connected(&stream).await;
+    for i in 0..M {
+        stream.send_event(&tweet_event(&(90_000 + i).to_string()));
+    }
+    let http = Http::of(&relay).await;
+    http.wait_for_metrics(
+        &[
+            (
+                "badger_relay_events_received_total{source=\"stream\"}",
+                f64::from(M),
+            ),
+            (pending, f64::from(N + M)),
+        ],
+        LONG_DEADLINE,
+    )
+    .await;
+
+    // Then every delivery is refused: all of them move to the dead letters.
     hook.respond(404, &[], "no such hook");
     hook.up().await;
-    relay.restart_connected(&stream).await;
-    let http = Http::of(&relay).await;
     let m = http
         .wait_for_metrics(
             &[(
                 "badger_relay_deliveries_total{target=\"hook\",outcome=\"dead\"}",
-                f64::from(N),
+                f64::from(N + M),
             )],
             LONG_DEADLINE,
         )
         .await;
     m.assert(&[
         (pending, 0.0),
-        ("badger_relay_outbox_dead{target=\"hook\"}", f64::from(N)),
+        (
+            "badger_relay_outbox_dead{target=\"hook\"}",
+            f64::from(N + M),
+        ),
     ]);
     relay.terminate();
     assert_eq!(relay.wait_exit(SIGTERM_DEADLINE).await.code(), Some(0));
     assert_eq!(
         outbox_stats(&relay).await.get("hook"),
-        Some(&(0, u64::from(N)))
+        Some(&(0, u64::from(N + M)))
     );
 }
 

@@ -25,6 +25,7 @@ pub(crate) struct Item<'a, 'i> {
     pub key_span: Range<usize>,
     /// Where the value is written: errors about the value point here.
     pub span: Range<usize>,
+    /// The parsed value, borrowed from the document.
     value: &'a DeValue<'i>,
 }
 
@@ -128,6 +129,7 @@ pub(crate) struct Table<'a, 'i> {
     /// Its header (`[targets.x]`), inline table or first dotted key: "missing key"
     /// errors point here.
     pub span: Range<usize>,
+    /// Its keys and values, in file order (so errors come in file order too).
     entries: Vec<(&'a str, Item<'a, 'i>)>,
 }
 

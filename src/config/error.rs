@@ -51,6 +51,7 @@ impl ConfigError {
 /// errors come before any key is known: they display without the `{key}: ` part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Diagnostic {
+    /// The config file.
     pub path: PathBuf,
     /// 1-based.
     pub line: usize,
@@ -84,9 +85,13 @@ impl fmt::Display for Diagnostic {
 /// A problem found while walking the document, before line and column are known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Problem {
+    /// Byte range in the file that the problem is about.
     pub span: Range<usize>,
+    /// The dotted key, when known (`targets.x.url`); syntax errors have none.
     pub key: Option<String>,
+    /// What is wrong, as a sentence fragment.
     pub message: String,
+    /// The nearest valid name, when one is close.
     pub suggestion: Option<String>,
 }
 

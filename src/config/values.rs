@@ -16,7 +16,9 @@ use super::{RateLimit, SigningKey, TEMPLATE_FIELDS, Template, TemplatePart};
 /// What is wrong with a value, and maybe what was meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Invalid {
+    /// What is wrong with the value.
     pub message: String,
+    /// The nearest valid value, when one is close.
     pub suggestion: Option<String>,
 }
 

@@ -30,10 +30,15 @@ enum Answer {
 /// A target of `type = "http"` with `extra` TOML lines, answered by `answers` in turn
 /// (then 200s); records each request's body and when (by tokio's clock) it came.
 struct Rig {
+    /// The worker's store.
     store: Arc<MemoryOutbox>,
+    /// The worker's metrics.
     metrics: Arc<Metrics>,
+    /// Every request: when (tokio's clock) and its body.
     seen: Arc<Mutex<Vec<(tokio::time::Instant, Bytes)>>>,
+    /// Stops the worker.
     trigger: Trigger,
+    /// The worker task.
     worker: tokio::task::JoinHandle<()>,
 }
 

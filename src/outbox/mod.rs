@@ -397,3 +397,79 @@ pub(crate) async fn run_intake<S: Outbox>(store: &S, end: IntakeEnd) {
         group.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::memory::MemoryOutbox;
+    use super::*;
+    use crate::telemetry::Metrics;
+
+    fn routed(n: u32) -> Routed {
+        Routed {
+            event: Event::parse(Bytes::from(format!("{{\"tweet_id\":\"{n}\"}}"))).unwrap(),
+            deliveries: vec![(0, format!("k{n}"))],
+        }
+    }
+
+    /// Log lines, as text, for the assertions on what a failed group says.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_that_cannot_be_stored_is_reported_once_and_not_called_lost() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let metrics = Arc::new(Metrics::new(["t".to_string()]));
+        let store = Arc::new(MemoryOutbox::new(1, Duration::from_secs(60), metrics));
+        store.fail_writes(true);
+        let (inbox, end, close) = Inbox::new(16);
+        // Three from the stream and one that waits, all in one group.
+        for n in 0..3 {
+            inbox.offer(routed(n)).await.unwrap();
+        }
+        let waiting = tokio::spawn({
+            let inbox = inbox.clone();
+            async move { inbox.enqueue(routed(3)).await }
+        });
+        tokio::task::yield_now().await;
+        let intake = tokio::spawn({
+            let store = store.clone();
+            async move { run_intake(&*store, end).await }
+        });
+        let answer = waiting.await.unwrap();
+        assert!(
+            matches!(&answer, Err(e @ OutboxError::Unavailable { .. }) if e.is_retriable()),
+            "{answer:?}"
+        );
+        close.close();
+        drop(inbox);
+        intake.await.unwrap();
+
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(errors.len(), 1, "one line for the group: {text}");
+        assert!(errors[0].contains("from_stream=3"), "{}", errors[0]);
+        assert!(!text.contains("lost"), "nothing says lost: {text}");
+    }
+}

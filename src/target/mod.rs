@@ -37,9 +37,13 @@ pub const USER_AGENT: &str = concat!("badger-relay/", env!("CARGO_PKG_VERSION"))
 /// A request ready to send.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// POST, or PUT where an http target says so.
     pub method: reqwest::Method,
+    /// Where it goes (a secret: the URL may carry a token).
     pub url: reqwest::Url,
+    /// Content-Type, the platform's and the configured headers.
     pub headers: HeaderMap,
+    /// Exactly what is sent.
     pub body: Bytes,
 }
 

@@ -168,7 +168,9 @@ fn put_cause(out: &mut Vec<u8>, cause: Option<Cause>) {
 
 /// A cursor over a stored value; every read checks the length.
 struct Reader<'a> {
+    /// The whole stored value.
     bytes: &'a [u8],
+    /// The next byte to read.
     at: usize,
 }
 
