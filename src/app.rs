@@ -93,6 +93,7 @@ async fn run_with<S: Outbox>(
         metrics: metrics.clone(),
         intake,
         connected: connected_rx,
+        accepting: store.accepting(),
     };
     let extra = crate::server::start(&config, handles, trigger.subscribe()).await?;
 

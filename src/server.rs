@@ -37,6 +37,8 @@ pub(crate) struct Handles {
     pub intake: Intake,
     /// true while the stream is connected (`/readyz`).
     pub connected: tokio::sync::watch::Receiver<bool>,
+    /// true while the outbox takes events (`/readyz`, and `/ingest` answers 503 when not).
+    pub accepting: tokio::sync::watch::Receiver<bool>,
 }
 
 #[derive(Clone)]
@@ -95,6 +97,13 @@ fn router(state: AppState, max_body: usize) -> Router {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
+    if !*s.handles.accepting.borrow() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the outbox cannot store events\n",
+        )
+            .into_response();
+    }
     if s.ingest_only || *s.handles.connected.borrow() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -118,6 +127,15 @@ async fn ingest(
     let Some(secret) = &s.ingest_secret else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if !*s.handles.accepting.borrow() {
+        // Nothing can be stored: ask ScrapeBadger to come back, before reading the body.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "the outbox cannot store events now, retry later\n",
+        )
+            .into_response();
+    }
     let body = match body {
         Ok(b) => b,
         Err(rejection) => {

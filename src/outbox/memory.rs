@@ -24,6 +24,8 @@ pub(crate) struct MemoryOutbox {
     wake: Vec<Notify>,
     /// While set, every write fails with a storage error.
     failing: AtomicBool,
+    /// `false` while writes fail.
+    accepting: tokio::sync::watch::Sender<bool>,
     /// How long a dedupe mark holds (by tokio's clock, so paused time moves it).
     dedupe_window: Duration,
     /// Where the gauges go.
@@ -58,6 +60,7 @@ impl MemoryOutbox {
             }),
             wake: (0..targets).map(|_| Notify::new()).collect(),
             failing: AtomicBool::new(false),
+            accepting: tokio::sync::watch::Sender::new(true),
             dedupe_window,
             metrics,
         }
@@ -70,6 +73,7 @@ impl MemoryOutbox {
     /// Make every later write fail (or work again).
     pub(crate) fn fail_writes(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
+        self.accepting.send_replace(!failing);
     }
 
     fn check_writable(&self) -> Result<(), OutboxError> {
@@ -205,6 +209,10 @@ impl Outbox for MemoryOutbox {
 
     async fn flush(&self) -> Result<(), OutboxError> {
         Ok(())
+    }
+
+    fn accepting(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.accepting.subscribe()
     }
 }
 

@@ -166,6 +166,11 @@ pub(crate) trait Outbox: Send + Sync + 'static {
 
     /// Make every change so far durable (after the drain, before exit).
     fn flush(&self) -> impl Future<Output = Result<(), OutboxError>> + Send;
+
+    /// Whether the store takes events now: `false` while it cannot store them (a full
+    /// or failing disk, an unreachable engine with a full spool). While it is `false` the
+    /// stream reader stops reading, `/ingest` answers 503 and `/readyz` 503.
+    fn accepting(&self) -> tokio::sync::watch::Receiver<bool>;
 }
 
 /// One target's deliveries, in order.

@@ -92,6 +92,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Keeps the pending and dead gauges exact while the start-up count runs.
     backlog: Backlog,
+    /// Whether the store takes events now.
+    accepting: tokio::sync::watch::Sender<bool>,
 }
 
 /// What the outbox keeps per target.
@@ -137,6 +139,7 @@ impl SledOutbox {
             dedupe_window: config.outbox.dedupe_window,
             metrics,
             store,
+            accepting: tokio::sync::watch::Sender::new(true),
         });
         let outbox = SledOutbox { shared };
         let counting = outbox.clone();
@@ -239,6 +242,10 @@ impl Outbox for SledOutbox {
 
     async fn flush(&self) -> Result<(), OutboxError> {
         self.shared.store.flush().await
+    }
+
+    fn accepting(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shared.accepting.subscribe()
     }
 }
 
