@@ -197,7 +197,12 @@ impl Source {
                 }
                 Ok(Err(ConnectError::Ws(e))) => {
                     let error = self.scrub(crate::telemetry::error_chain(&e));
-                    tracing::warn!(error = %error, "Cannot connect to the stream")
+                    match untrusted_issuer(&e) {
+                        true => {
+                            tracing::warn!(error = %error, advice = UNTRUSTED_ADVICE, "Cannot connect to the stream")
+                        }
+                        false => tracing::warn!(error = %error, "Cannot connect to the stream"),
+                    }
                 }
                 Ok(Err(ConnectError::Proxy(e))) => {
                     let error = self.scrub(crate::telemetry::error_chain(&e));
@@ -310,6 +315,25 @@ impl Source {
             }
         }
     }
+}
+
+/// What to do about a certificate from an unknown CA.
+const UNTRUSTED_ADVICE: &str = "the stream's certificate is issued by a CA the relay does not trust (an internal CA, a TLS-inspecting proxy): add it with [tls] ca_file or SSL_CERT_FILE";
+
+/// Whether the TLS handshake failed because no trusted root issued the certificate.
+fn untrusted_issuer(e: &tungstenite::Error) -> bool {
+    use rustls::{CertificateError, Error as TlsError};
+    let rustls_error = match e {
+        tungstenite::Error::Tls(tungstenite::error::TlsError::Rustls(e)) => Some(&**e),
+        tungstenite::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref()),
+        _ => None,
+    };
+    matches!(
+        rustls_error,
+        Some(TlsError::InvalidCertificate(
+            CertificateError::UnknownIssuer
+        ))
+    )
 }
 
 /// How long to wait before the next connection attempt. `next` is the exponential

@@ -140,7 +140,9 @@ async fn ssl_cert_file_is_trusted_too() {
 
 #[tokio::test]
 async fn without_the_ca_the_stream_and_the_target_fail_with_a_clear_error() {
-    let ca = TestCa::new();
+    // The relay trusts another private CA, not the one that signed the servers.
+    let (ca, other, dir) = (TestCa::new(), TestCa::new(), tempfile::tempdir().unwrap());
+    let other_file = other.write(dir.path(), "other-ca.pem");
     let stream = StreamServer::start().await;
     let stream_front = TlsFront::start(&ca, stream.addr()).await;
     let hook = Receiver::start().await;
@@ -149,9 +151,11 @@ async fn without_the_ca_the_stream_and_the_target_fail_with_a_clear_error() {
     let config = RelayConfig::for_url(&wss_url("127.0.0.1", &stream_front))
         .target("internal", "http", &hook_url, "")
         .route(route("all").targets(&["internal"]))
-        .tail(&support::server::server_table(Some(
-            support::server::INGEST_SECRET,
-        )));
+        .tail(&format!(
+            "{}[tls]\nca_file = {}\n",
+            support::server::server_table(Some(support::server::INGEST_SECRET)),
+            toml_path(&other_file)
+        ));
 
     let relay = start(&config, &[]).await;
     let line = relay
@@ -159,6 +163,10 @@ async fn without_the_ca_the_stream_and_the_target_fail_with_a_clear_error() {
         .await;
     assert!(
         line.contains("invalid peer certificate") && line.contains("UnknownIssuer"),
+        "{line}"
+    );
+    assert!(
+        line.contains("add it with [tls] ca_file or SSL_CERT_FILE"),
         "{line}"
     );
     assert_eq!(stream.connections(), 0);

@@ -6,8 +6,9 @@
 //!
 //! Reading a file goes: TOML syntax (`toml`'s parser, keeping every span) →
 //! `document.rs` (a typed, located view of that tree) → `schema.rs` (the contract's
-//! keys, defaults and checks; `${VAR}` expanded by `interpolate.rs` as each string is
-//! read, value syntaxes in `values.rs`) → these types. The first problem found is
+//! keys, defaults and checks; `${VAR}` and `${file:...}` expanded by `interpolate.rs` as
+//! each string is read, value syntaxes in `values.rs`, `[tls]` CA files and the stream's
+//! proxy in `network.rs`) → these types. The first problem found is
 //! reported as a [`ConfigError`] naming the file, line, column and key; `summary.rs`
 //! writes what `check` prints.
 

@@ -32,9 +32,17 @@ impl TestCa {
     pub fn new() -> TestCa {
         let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        // A name of its own: two test CAs with one name would look like one CA with
+        // two keys (a bad signature) instead of an unknown issuer.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "badger-relay test CA {} #{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "badger-relay test CA");
+            .push(rcgen::DnType::CommonName, name);
         params.key_usages = vec![
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::DigitalSignature,
