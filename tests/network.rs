@@ -552,3 +552,19 @@ fn the_deploy_examples_read_their_secrets_from_files() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_one_letter_api_key_does_not_corrupt_log_lines() {
+    let ca = TestCa::new();
+    let stream = StreamServer::start().await;
+    let front = TlsFront::start(&ca, stream.addr()).await;
+    // The key is "k": it occurs in "UnknownIssuer", which must stay readable.
+    let config = RelayConfig::for_url(&wss_url("127.0.0.1", &front)).api_key(Some("k"));
+
+    let relay = start(&config, &[]).await;
+    let line = relay
+        .wait_for_log("Cannot connect to the stream", DEADLINE)
+        .await;
+    assert!(line.contains("UnknownIssuer"), "{line}");
+    assert!(!line.contains("***"), "{line}");
+}
