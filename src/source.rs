@@ -66,6 +66,7 @@ pub struct Source {
 enum ConnectError {
     /// The proxy would not open a tunnel (its message never holds its credentials).
     Proxy(crate::proxy::ProxyError),
+    /// TCP, TLS or the WebSocket handshake failed (a 401/403 is one of these).
     Ws(tungstenite::Error),
 }
 

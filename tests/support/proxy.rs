@@ -28,15 +28,20 @@ pub struct Tunnel {
 
 #[derive(Default)]
 struct State {
+    /// Every CONNECT (or other request) seen, in order.
     tunnels: Mutex<Vec<Tunnel>>,
     /// `Some(header)`: answer 407 to a CONNECT without exactly this `Proxy-Authorization`.
     required: Mutex<Option<String>>,
+    /// Bumped on every request, for waits.
     changes: Changes,
 }
 
 pub struct ConnectProxy {
+    /// Where it listens: the proxy URL's host and port.
     addr: SocketAddr,
+    /// What it recorded, shared with its tasks.
     state: Arc<State>,
+    /// The accept loop, aborted on drop.
     task: JoinHandle<()>,
 }
 

@@ -25,6 +25,7 @@ pub const SERVER_NAMES: &[&str] = &["127.0.0.1", "localhost", "stream.test", "ho
 pub struct TestCa {
     /// The CA certificate, PEM: what a `ca_file` holds.
     pub pem: String,
+    /// Its parameters and key, to sign server certificates with.
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
@@ -91,13 +92,17 @@ struct State {
     accepted: AtomicUsize,
     /// Why the failed ones failed, in order.
     failures: Mutex<Vec<String>>,
+    /// Bumped on every handshake, for waits.
     changes: Changes,
 }
 
 /// TLS on 127.0.0.1 in front of a plaintext `backend`. Dropping it stops it.
 pub struct TlsFront {
+    /// Where it listens: the port goes in `wss://` and `https://` URLs.
     addr: SocketAddr,
+    /// What it recorded, shared with its tasks.
     state: Arc<State>,
+    /// The accept loop, aborted on drop.
     task: JoinHandle<()>,
 }
 
