@@ -25,6 +25,10 @@ pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.with_target(false).try_init(),
@@ -36,6 +40,12 @@ pub fn init_logging(format: LogFormat) {
             .with_target(false)
             .try_init(),
     };
+}
+
+/// Colour codes only for a person at a terminal: never in a file, a pipe or a journal,
+/// and never when `NO_COLOR` is set to anything but the empty string (no-color.org).
+fn colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// "a: b: c" from an error and its sources, for one log field.
@@ -310,6 +320,15 @@ fn simple(out: &mut String, name: &str, kind: &str, help: &str, value: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some("1".into())));
+    }
 
     #[test]
     fn renders_every_contract_metric() {

@@ -6,8 +6,9 @@
 //!
 //! Reading a file goes: TOML syntax (`toml`'s parser, keeping every span) →
 //! `document.rs` (a typed, located view of that tree) → `schema.rs` (the contract's
-//! keys, defaults and checks; `${VAR}` expanded by `interpolate.rs` as each string is
-//! read, value syntaxes in `values.rs`) → these types. The first problem found is
+//! keys, defaults and checks; `${VAR}` and `${file:...}` expanded by `interpolate.rs` as
+//! each string is read, value syntaxes in `values.rs`, `[tls]` CA files and the stream's
+//! proxy in `network.rs`) → these types. The first problem found is
 //! reported as a [`ConfigError`] naming the file, line, column and key; `summary.rs`
 //! writes what `check` prints.
 
@@ -15,6 +16,7 @@ mod document;
 mod error;
 pub(crate) use error::closest;
 mod interpolate;
+mod network;
 mod schema;
 mod summary;
 mod values;
@@ -26,7 +28,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::proxy::Proxy;
 use crate::secret::{Secret, SecretUrl};
+use crate::tls::CaFile;
 
 pub use error::{ConfigError, Diagnostic};
 
@@ -93,6 +97,9 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// In file order.
     pub routes: Vec<RouteConfig>,
+    /// `[tls] ca_file`, then `SSL_CERT_FILE`: trusted by the stream and every target on
+    /// top of the bundled roots (each also holds them in its own `tls`).
+    pub tls: Vec<CaFile>,
 }
 
 /// `[source]`: the ScrapeBadger WebSocket stream.
@@ -109,6 +116,11 @@ pub struct SourceConfig {
     pub max_message_size: usize,
     /// Reconnect backoff: exponential from `initial` to `max`, full jitter. Default 1 s .. 60 s.
     pub reconnect: ReconnectConfig,
+    /// The HTTP proxy the stream connects through (`[source] proxy`, else the proxy
+    /// environment variables and `NO_PROXY`); `None`: direct.
+    pub proxy: Option<Proxy>,
+    /// CA bundles trusted on top of the bundled roots: the global ones of [`Config::tls`].
+    pub tls: Vec<CaFile>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +181,9 @@ pub struct TargetConfig {
     pub retry: RetryPolicy,
     /// Default `Tweet` for slack and discord, `Event` for http.
     pub dedupe: DedupeMode,
+    /// CA bundles trusted on top of the bundled roots: the global ones of
+    /// [`Config::tls`], then the target's own `tls.ca_file`.
+    pub tls: Vec<CaFile>,
 }
 
 /// `count` requests per `per`: `"1/s"` is {1, 1 s}, `"5/2s"` is {5, 2 s}.

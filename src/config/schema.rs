@@ -15,6 +15,7 @@ use toml::de::DeTable;
 use super::document::{Item, Table, unknown_key};
 use super::error::{Problem, closest};
 use super::interpolate::Env;
+use super::network;
 use super::values::{self, Invalid};
 use super::{
     Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, OutboxBackend, OutboxConfig,
@@ -22,14 +23,16 @@ use super::{
     TargetConfig, TargetKind,
 };
 use crate::secret::{Secret, SecretUrl};
+use crate::tls::CaFile;
 
-const ROOT_KEYS: &[&str] = &["source", "outbox", "server", "targets", "routes"];
+const ROOT_KEYS: &[&str] = &["source", "outbox", "server", "targets", "routes", "tls"];
 const SOURCE_KEYS: &[&str] = &[
     "url",
     "api_key",
     "idle_timeout",
     "max_message_size",
     "reconnect",
+    "proxy",
 ];
 const RECONNECT_KEYS: &[&str] = &["initial", "max"];
 const OUTBOX_KEYS: &[&str] = &["backend", "path", "dedupe_window", "retry"];
@@ -44,6 +47,7 @@ const TARGET_KEYS: &[&str] = &[
     "timeout",
     "retry",
     "dedupe",
+    "tls",
 ];
 const SLACK_KEYS: &[&str] = &["username", "icon_emoji", "channel", "template"];
 const DISCORD_KEYS: &[&str] = &["username", "avatar_url", "thread_id", "template"];
@@ -86,10 +90,11 @@ const RESERVED_HEADERS: &[&str] = &[
 pub(crate) fn build(doc: &Spanned<DeTable<'_>>, path: &Path, env: Env) -> Result<Config, Problem> {
     let root = Table::root(doc);
     root.check_keys(ROOT_KEYS)?;
-    let source = source(&section(&root, "source")?, env)?;
+    let tls = network::global_tls(&root, env)?;
+    let source = source(&section(&root, "source")?, &tls, env)?;
     let outbox = outbox(&section(&root, "outbox")?, env)?;
     let server = root.opt("server", |item| server(&item.table()?, env))?;
-    let targets = targets(&section(&root, "targets")?, &outbox.retry, env)?;
+    let targets = targets(&section(&root, "targets")?, &outbox.retry, &tls, env)?;
     let routes = match root.get("routes") {
         Some(item) => routes(item, &targets, env)?,
         None => Vec::new(),
@@ -101,6 +106,7 @@ pub(crate) fn build(doc: &Spanned<DeTable<'_>>, path: &Path, env: Env) -> Result
         server,
         targets,
         routes,
+        tls,
     })
 }
 
@@ -112,7 +118,7 @@ fn section<'a, 'i>(root: &Table<'a, 'i>, name: &str) -> Result<Table<'a, 'i>, Pr
     }
 }
 
-fn source(t: &Table, env: Env) -> Result<SourceConfig, Problem> {
+fn source(t: &Table, tls: &[CaFile], env: Env) -> Result<SourceConfig, Problem> {
     t.check_keys(SOURCE_KEYS)?;
     let url = match t.opt("url", |item| parse(item, env, values::source_url))? {
         Some(url) => url,
@@ -130,7 +136,10 @@ fn source(t: &Table, env: Env) -> Result<SourceConfig, Problem> {
         Some(item) => reconnect(item, env)?,
         None => DEFAULT_RECONNECT,
     };
+    let proxy = network::source_proxy(t, &url, env)?;
     Ok(SourceConfig {
+        proxy,
+        tls: tls.to_vec(),
         url,
         api_key,
         idle_timeout: idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
@@ -267,7 +276,12 @@ fn server(t: &Table, env: Env) -> Result<ServerConfig, Problem> {
     })
 }
 
-fn targets(t: &Table, outbox_retry: &RetryPolicy, env: Env) -> Result<Vec<TargetConfig>, Problem> {
+fn targets(
+    t: &Table,
+    outbox_retry: &RetryPolicy,
+    tls: &[CaFile],
+    env: Env,
+) -> Result<Vec<TargetConfig>, Problem> {
     t.entries()
         .map(|(name, item)| {
             if !values::is_target_name(name) {
@@ -275,7 +289,7 @@ fn targets(t: &Table, outbox_retry: &RetryPolicy, env: Env) -> Result<Vec<Target
                     "target names may use only letters, digits, `_`, `.` and `-` (they become storage keys)",
                 ));
             }
-            target(name, &item.table()?, outbox_retry, env)
+            target(name, &item.table()?, outbox_retry, tls, env)
         })
         .collect()
 }
@@ -330,6 +344,7 @@ fn target(
     name: &str,
     t: &Table,
     outbox_retry: &RetryPolicy,
+    global_tls: &[CaFile],
     env: Env,
 ) -> Result<TargetConfig, Problem> {
     let type_item = t.require("type", "`slack`, `discord` or `http`")?;
@@ -401,7 +416,12 @@ fn target(
         ),
         Kind::Http => (TargetKind::Http(http(t, env)?), 4, None, DedupeMode::Event),
     };
+    let mut tls = global_tls.to_vec();
+    if let Some(item) = t.get("tls") {
+        tls.extend(network::target_tls(item, env)?);
+    }
     Ok(TargetConfig {
+        tls,
         name: name.to_owned(),
         url: SecretUrl::new(url),
         kind,

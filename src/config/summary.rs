@@ -35,6 +35,12 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         duration(s.reconnect.initial),
         duration(s.reconnect.max),
     )?;
+    if let Some(proxy) = &s.proxy {
+        writeln!(out, "  proxy: {proxy} (from {})", proxy.origin)?;
+    }
+    if !c.tls.is_empty() {
+        writeln!(out, "tls: bundled roots + {}", ca_files(c.tls.iter()))?;
+    }
 
     writeln!(out, "outbox: {}", c.outbox.path.display())?;
     writeln!(
@@ -159,7 +165,32 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
     if !options.is_empty() {
         writeln!(out, "    {}", options.join(", "))?;
     }
+    let own = t.tls.iter().filter(|f| f.origin.starts_with("targets."));
+    if own.clone().next().is_some() {
+        writeln!(out, "    tls: also trusts {}", ca_files(own))?;
+    }
     Ok(())
+}
+
+/// `tls.ca_file /etc/ssl/ca.pem (2 certificates)`, comma-separated.
+fn ca_files<'f>(files: impl Iterator<Item = &'f crate::tls::CaFile>) -> String {
+    files
+        .map(|f| {
+            let skipped = if f.skipped > 0 {
+                format!(", {} skipped: not a valid CA certificate", f.skipped)
+            } else {
+                String::new()
+            };
+            let n = f.certs.len();
+            let plural = if n == 1 { "" } else { "s" };
+            format!(
+                "{} {} ({n} certificate{plural}{skipped})",
+                f.origin,
+                f.path.display()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn option(options: &mut Vec<String>, name: &str, value: &Option<String>) {

@@ -1106,7 +1106,12 @@ fn secrets_stay_out_of_debug_output() {
 
 #[test]
 fn the_shipped_example_config_parses() {
-    let env = |name: &str| Some(format!("dummy-{}", name.to_lowercase()));
+    // The network variables (proxies, SSL_CERT_FILE) are left unset: they name files and
+    // proxies, not strings the file interpolates.
+    let env = |name: &str| {
+        let network = name.to_ascii_uppercase().ends_with("_PROXY") || name == "SSL_CERT_FILE";
+        (!network).then(|| format!("dummy-{}", name.to_lowercase()))
+    };
     let env_with_urls = |name: &str| match name {
         "SLACK_WEBHOOK_URL" => Some("https://hooks.slack.com/services/T/B/X".to_owned()),
         "DISCORD_WEBHOOK_URL" => Some("https://discord.com/api/webhooks/1/x".to_owned()),
@@ -1124,6 +1129,15 @@ fn the_shipped_example_config_parses() {
     let uncommented = setting.replace_all(text, "$1");
     assert!(uncommented.matches('\n').count() == text.matches('\n').count());
     assert_ne!(uncommented, text);
+    // The example's CA bundle path, pointed at a real CA made here.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("internal-ca.pem");
+    let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+    assert!(uncommented.contains("\"/etc/ssl/internal-ca.pem\""));
+    let uncommented = uncommented.replace("/etc/ssl/internal-ca.pem", ca.to_str().unwrap());
     let config = Config::parse(
         &uncommented,
         Path::new("config.example.toml"),
@@ -1135,6 +1149,9 @@ fn the_shipped_example_config_parses() {
         panic!("discord")
     };
     assert!(o.thread_id.is_some() && o.avatar_url.is_some() && o.template.is_some());
+    assert!(config.source.proxy.is_some());
+    assert_eq!(config.tls.len(), 1);
+    assert_eq!(config.targets[2].tls.len(), 2);
 }
 
 // ---------------------------------------------------------------------------------
@@ -1165,4 +1182,40 @@ fn load_reads_the_file_and_names_it_when_it_cannot() {
 
     std::fs::write(&file, "[outbox]\npath = \"/x\"\n").unwrap();
     assert_eq!(Config::load(&file).unwrap().outbox.path, Path::new("/x"));
+}
+
+// ---------------------------------------------------------------------------------
+// Secrets from files
+
+#[test]
+fn file_references_give_the_content_and_name_path_and_key_when_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("api_key");
+    std::fs::write(&key_file, format!("{API_KEY}\n")).unwrap();
+    let c = parse(&format!(
+        "[source]\napi_key = \"${{file:{}}}\"\n",
+        key_file.display()
+    ));
+    assert_eq!(c.source.api_key.as_ref().unwrap().expose(), API_KEY);
+
+    let missing = dir.path().join("slack_url");
+    let e = error(&format!(
+        "[targets.s]\ntype = \"slack\"\nurl = \"${{file:{}}}\"\n",
+        missing.display()
+    ));
+    assert_eq!(
+        e,
+        format!(
+            "relay.toml:3:7: targets.s.url: cannot read the file `{}` of `${{file:...}}`: no such file",
+            missing.display()
+        )
+    );
+
+    // A file with a second newline still holds a line break: refused, content not shown.
+    std::fs::write(&key_file, format!("{API_KEY}\n\n")).unwrap();
+    let e = error(&format!(
+        "[source]\napi_key = \"${{file:{}}}\"\n",
+        key_file.display()
+    ));
+    assert!(e.contains("source.api_key: contains a line break"), "{e}");
 }

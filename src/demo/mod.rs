@@ -94,6 +94,7 @@ fn demo_config(stream: SocketAddr, receiver: SocketAddr, data: &Path) -> String 
         r#"
 [source]
 url = "ws://{stream}/v1/twitter/stream"
+proxy = "none"
 api_key = "demo-key"
 reconnect = {{ initial = "200ms", max = "2s" }}
 

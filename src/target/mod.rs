@@ -156,6 +156,9 @@ impl Target {
             .pool_max_idle_per_host(config.concurrency.max(1))
             // A redirect would re-send the payload somewhere the operator did not name.
             .redirect(reqwest::redirect::Policy::none())
+            // The bundled roots plus the config's CA files; proxies still come from the
+            // environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), as reqwest reads them.
+            .use_preconfigured_tls(crate::tls::http_config(&config.tls))
             .build()?;
         let mut base_headers = HeaderMap::new();
         base_headers.insert(

@@ -10,6 +10,9 @@
 //! - [`RelayConfig`]: the TOML config for a stream, an outbox and a set of targets, with
 //!   test timings (fast reconnect and retry).
 //! - [`cli`]: one-shot commands (`check`, `route`, ...) with a deadline.
+//! - [`tls::TestCa`] and [`tls::TlsFront`]: a private CA made in the test, and TLS with
+//!   its certificate in front of any of the servers above.
+//! - [`proxy::ConnectProxy`]: an HTTP CONNECT proxy that records what it tunnelled.
 //!
 //! The binary is the one cargo builds with the tests; `BADGER_RELAY_BIN=/path/to/binary`
 //! holds another build (a release build, another branch) to the same tests.
@@ -22,11 +25,13 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod process;
+pub mod proxy;
 pub mod receiver;
 pub mod relay;
 pub mod server;
 pub mod sign;
 pub mod stream;
+pub mod tls;
 pub mod wait;
 
 use std::time::Duration;
