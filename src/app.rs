@@ -85,6 +85,7 @@ async fn run_with<S: Outbox>(
             intake.clone(),
             metrics.clone(),
             connected_tx,
+            store.accepting(),
         );
         tokio::spawn(source.run(trigger.subscribe()))
     });

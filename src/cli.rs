@@ -119,6 +119,12 @@ pub fn outbox_stats(config: &Config, out: &mut dyn Write) -> anyhow::Result<()> 
         };
         writeln!(out, "{name:<24} {pending:>10} {dead:>10}{note}")?;
     }
+    let (place, bytes) = store.size()?;
+    writeln!(
+        out,
+        "outbox size: {:.1} MiB on disk ({place})",
+        bytes as f64 / f64::from(1 << 20)
+    )?;
     Ok(())
 }
 

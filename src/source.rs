@@ -54,6 +54,8 @@ pub struct Source {
     intake: Intake,
     metrics: std::sync::Arc<Metrics>,
     connected: tokio::sync::watch::Sender<bool>,
+    /// Whether the outbox takes events: while it does not, nothing is read.
+    accepting: tokio::sync::watch::Receiver<bool>,
     /// The key as written and as percent-encoded in the URL: what [`Source::scrub`]
     /// removes from error texts. Worked out once, not per error.
     key_forms: Vec<String>,
@@ -80,6 +82,7 @@ impl Source {
         intake: Intake,
         metrics: std::sync::Arc<Metrics>,
         connected: tokio::sync::watch::Sender<bool>,
+        accepting: tokio::sync::watch::Receiver<bool>,
     ) -> Source {
         let mut key_forms = Vec::new();
         if let Some(key) = config
@@ -107,6 +110,7 @@ impl Source {
             intake,
             metrics,
             connected,
+            accepting,
             key_forms,
             tls,
         }
@@ -264,7 +268,24 @@ impl Source {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
+        let mut accepting = self.accepting.clone();
         loop {
+            let refusing = !*accepting.borrow_and_update();
+            if refusing {
+                // The outbox cannot store (a full or failing disk): stop reading until it
+                // can. What was read is held by the intake; the server may close an
+                // unread connection, and then we reconnect.
+                let open_again = async {
+                    let _ = accepting.wait_for(|a| *a).await;
+                };
+                tokio::select! {
+                    _ = open_again => {}
+                    _ = shutdown.wait() => {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                        return End::Shutdown;
+                    }
+                }
+            }
             let next = tokio::select! {
                 n = tokio::time::timeout(self.config.idle_timeout, ws.next()) => n,
                 _ = shutdown.wait() => {

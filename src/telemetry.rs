@@ -20,9 +20,14 @@ pub enum LogFormat {
 }
 
 /// Install the global subscriber: `RUST_LOG` (default `info`), to stderr.
+///
+/// By default sled's own log lines are off: every error sled reports it also returns to
+/// the outbox, which says it once, with the path and what it was doing (sled alone logs
+/// four ERROR lines for one full disk). `RUST_LOG=info,sled=debug` shows them.
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sled=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour(
@@ -154,6 +159,8 @@ pub struct Metrics {
     pub source_connected: Gauge,
     /// Reconnects of the stream.
     pub source_reconnects: Counter,
+    /// 1 while the outbox can store events, 0 while it cannot (full or failing disk).
+    pub outbox_writable: Gauge,
     /// Per target, in config order: name and series.
     targets: Vec<(String, TargetMetrics)>,
 }
@@ -227,6 +234,13 @@ impl Metrics {
             "counter",
             "Stream reconnects.",
             self.source_reconnects.get() as i64,
+        );
+        simple(
+            &mut out,
+            "badger_relay_outbox_writable",
+            "gauge",
+            "1 while the outbox can store events, 0 while it cannot (full or failing disk).",
+            self.outbox_writable.get(),
         );
 
         header(

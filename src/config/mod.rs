@@ -134,6 +134,12 @@ pub struct ReconnectConfig {
 pub struct OutboxConfig {
     /// The storage backend. Only `sled` for now.
     pub backend: OutboxBackend,
+    /// Stop taking events when the outbox's filesystem has less free than this, in
+    /// bytes (0: no guard). Default 64 MiB: room for what is in flight and for sled's
+    /// own housekeeping, so a full disk never catches a write halfway.
+    pub min_free: u64,
+    /// Stop taking events when the outbox takes this much on disk. Default: no cap.
+    pub max_size: Option<u64>,
     /// The sled directory, created if missing. Default `./badger-relay-data`, relative
     /// to the working directory.
     pub path: PathBuf,

@@ -35,7 +35,14 @@ const SOURCE_KEYS: &[&str] = &[
     "proxy",
 ];
 const RECONNECT_KEYS: &[&str] = &["initial", "max"];
-const OUTBOX_KEYS: &[&str] = &["backend", "path", "dedupe_window", "retry"];
+const OUTBOX_KEYS: &[&str] = &[
+    "backend",
+    "path",
+    "dedupe_window",
+    "retry",
+    "min_free",
+    "max_size",
+];
 const RETRY_KEYS: &[&str] = &["initial", "max", "max_age", "max_attempts"];
 const SERVER_KEYS: &[&str] = &["listen", "ingest_secret"];
 /// Keys every target takes, whatever its type.
@@ -64,6 +71,7 @@ const DEFAULT_RECONNECT: ReconnectConfig = ReconnectConfig {
     max: Duration::from_secs(60),
 };
 const DEFAULT_OUTBOX_PATH: &str = "./badger-relay-data";
+const DEFAULT_MIN_FREE: u64 = 64 << 20;
 const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
     initial: Duration::from_secs(1),
@@ -181,10 +189,14 @@ fn outbox(t: &Table, env: Env) -> Result<OutboxConfig, Problem> {
         Some(item) => retry(item, &DEFAULT_RETRY, "", env)?,
         None => DEFAULT_RETRY,
     };
+    let min_free = t.opt("min_free", |item| size_or_zero(item, env))?;
+    let max_size = t.opt("max_size", |item| size(item, env))?;
     Ok(OutboxConfig {
         backend: backend.unwrap_or(OutboxBackend::Sled),
         path: path.unwrap_or_else(|| PathBuf::from(DEFAULT_OUTBOX_PATH)),
         dedupe_window: dedupe_window.unwrap_or(DEFAULT_DEDUPE_WINDOW),
+        min_free: min_free.map_or(DEFAULT_MIN_FREE, |n| n as u64),
+        max_size: max_size.map(|n| n as u64),
         retry,
     })
 }
@@ -609,6 +621,21 @@ fn duration(item: &Item, env: Env) -> Result<Duration, Problem> {
         return Err(item.expected("a duration like \"10s\" or \"500ms\""));
     }
     parse(item, env, values::duration)
+}
+
+/// [`size`], where zero (`0`, `"0"`, `"0B"`) is allowed and turns a guard off.
+fn size_or_zero(item: &Item, env: Env) -> Result<usize, Problem> {
+    if item.is_integer() && item.integer()? == 0 {
+        return Ok(0);
+    }
+    if item.is_string() {
+        let s = item.string(env)?;
+        let digits = s.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        if !digits.trim().is_empty() && digits.trim().bytes().all(|b| b == b'0') {
+            return Ok(0);
+        }
+    }
+    size(item, env)
 }
 
 /// A size string, or an integer number of bytes.

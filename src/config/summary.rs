@@ -49,6 +49,17 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         duration(c.outbox.dedupe_window),
         retry(&c.outbox.retry)
     )?;
+    writeln!(
+        out,
+        "  min_free {}, max_size {}",
+        match c.outbox.min_free {
+            0 => "off".to_string(),
+            n => size(n as usize),
+        },
+        c.outbox
+            .max_size
+            .map_or_else(|| "none".to_string(), |n| size(n as usize))
+    )?;
 
     match &c.server {
         Some(server) => {

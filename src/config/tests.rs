@@ -1060,6 +1060,7 @@ source: wss://scrapebadger.com/v1/twitter/stream?api_key=***
   idle_timeout 75s, max_message_size 1MiB, reconnect 1s..1m
 outbox: ./badger-relay-data
   dedupe_window 24h, retry 1s..5m, max_age 24h
+  min_free 64MiB, max_size none
 server: 127.0.0.1:9750, POST /ingest enabled (ingest_secret=***)
 targets: 3
   team-slack: slack https://hooks.slack.com/services/***
@@ -1218,4 +1219,26 @@ fn file_references_give_the_content_and_name_path_and_key_when_missing() {
         key_file.display()
     ));
     assert!(e.contains("source.api_key: contains a line break"), "{e}");
+}
+
+#[test]
+fn the_outbox_guards_default_to_64mib_free_and_no_cap_and_take_sizes() {
+    let c = parse("");
+    assert_eq!((c.outbox.min_free, c.outbox.max_size), (64 << 20, None));
+    let c = parse("[outbox]\nmin_free = \"16MiB\"\nmax_size = \"2GiB\"\n");
+    assert_eq!(
+        (c.outbox.min_free, c.outbox.max_size),
+        (16 << 20, Some(2 << 30))
+    );
+    for off in ["0", "\"0\"", "\"0B\"", "\"0MiB\""] {
+        let c = parse(&format!("[outbox]\nmin_free = {off}\n"));
+        assert_eq!(c.outbox.min_free, 0, "{off}");
+    }
+    let e = error("[outbox]\nmax_size = \"lots\"\n");
+    assert!(
+        e.contains("outbox.max_size") && e.contains("not a size"),
+        "{e}"
+    );
+    let e = error("[outbox]\nmax_size = 0\n");
+    assert!(e.contains("outbox.max_size"), "{e}");
 }

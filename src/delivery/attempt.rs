@@ -62,11 +62,9 @@ pub(super) async fn deliver<S: Outbox>(
         m.duration.observe(outcome.elapsed);
         let failure = match (outcome.verdict, outcome.failure) {
             (Verdict::Delivered, _) => {
-                if let Err(e) = w.store.complete(w.index, &d).await {
-                    tracing::warn!(target = name, delivery_id = %d.id, error = %error_chain(&e), "Delivered, but could not remove it from the outbox; it may be sent again");
-                }
                 m.delivered.inc();
                 tracing::debug!(target = name, delivery_id = %d.id, attempt = d.attempts, "Delivered");
+                w.completed(&d, &mut shutdown).await;
                 return;
             }
             (_, Some(failure)) => failure,

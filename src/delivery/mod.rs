@@ -90,6 +90,33 @@ impl<S: Outbox> Worker<S> {
         self.bury(&d, &dead, None, shutdown).await;
     }
 
+    /// Remove a delivered delivery from the store, retrying until it is removed (or
+    /// shutdown): the delivery keeps its slot meanwhile, so with `concurrency = 1`
+    /// nothing later lands before the store knows this one is done, and a restart does
+    /// not send it again behind later ones.
+    async fn completed(&self, d: &Delivery<S::Handle>, shutdown: &mut Shutdown) {
+        let name = self.target.name();
+        loop {
+            match self.store.complete(self.index, d).await {
+                Ok(()) => return,
+                Err(e) if e.is_retriable() => {
+                    tracing::debug!(target = name, delivery_id = %d.id, error = %crate::telemetry::error_chain(&e), "Delivered, but the outbox cannot record it yet; trying again in 1 s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = shutdown.wait() => {
+                            tracing::warn!(target = name, delivery_id = %d.id, "Delivered, but the outbox could not record it before shutdown; it will be sent again after restart");
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(target = name, delivery_id = %d.id, error = %crate::telemetry::error_chain(&e), "Delivered, but could not remove it from the outbox; it may be sent again");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Dead-letter, retrying the write until it is stored (or shutdown): the delivery
     /// keeps its slot meanwhile, so later deliveries cannot overtake it.
     async fn bury(

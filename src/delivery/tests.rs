@@ -302,3 +302,24 @@ async fn shutdown_stops_a_delivery_waiting_for_its_retry_and_keeps_it_pending() 
     assert_eq!(store.pending(0), vec![0], "still pending, for the next run");
     assert!(store.completed(0).is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_the_store_cannot_mark_done_keeps_its_slot_until_it_can() {
+    let r = rig("concurrency = 1", vec![]);
+    r.events(0..2).await;
+    r.store.fail_writes(true);
+    r.until("the first attempt", |r| !r.bodies().is_empty())
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        r.bodies().len(),
+        1,
+        "the second was sent before the store knew the first was delivered"
+    );
+    assert!(r.store.completed(0).is_empty());
+    r.store.fail_writes(false);
+    r.until("both recorded", |r| r.store.completed(0) == [0, 1])
+        .await;
+    assert_eq!(r.bodies().len(), 2, "the first was not sent again");
+    r.stop().await;
+}

@@ -26,7 +26,7 @@ pub(crate) mod memory;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -100,6 +100,10 @@ pub enum OutboxError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A guard stopped the writes: the filesystem is nearly full (`min_free`) or the
+    /// outbox reached `max_size`.
+    #[error("the outbox {path} is full: {detail}")]
+    Full { path: PathBuf, detail: String },
     /// A group could not be made durable; each of its events that waited gets this.
     #[error("the outbox could not store the event: {detail}")]
     Unavailable { detail: String },
@@ -116,6 +120,7 @@ impl OutboxError {
         matches!(
             self,
             OutboxError::Storage { .. }
+                | OutboxError::Full { .. }
                 | OutboxError::Unavailable { .. }
                 | OutboxError::Locked { .. }
         )
@@ -248,6 +253,8 @@ pub(crate) trait Admin {
     fn purge(&self, state: State, target: Option<&str>) -> Result<u64, OutboxError>;
     /// Target names that have deliveries.
     fn targets(&self) -> Result<Vec<String>, OutboxError>;
+    /// Where the outbox is and how much it takes on disk, for `outbox stats`.
+    fn size(&self) -> Result<(String, u64), OutboxError>;
 }
 
 /// A delivery id given to `outbox retry` that this store cannot have made.
@@ -346,61 +353,115 @@ pub(crate) struct IntakeEnd {
     closed: oneshot::Receiver<()>,
 }
 
+/// How long events from the stream are held, after the intake was closed, for an
+/// outbox that cannot store them before they are given up.
+const CLOSING_GRACE: Duration = Duration::from_secs(10);
+
 /// Take whatever is waiting in the inbox as one group and store it, until the inbox is
 /// closed and drained. Each submission is answered with its own result.
+///
+/// When the store cannot store a group, the `/ingest` submissions in it are answered
+/// at once (their senders retry), and the stream's events are held and stored again as
+/// soon as the store takes events (checked at least every second): nothing the relay read
+/// from the stream is dropped for a full or failing disk. Meanwhile the inbox fills and
+/// the stream reader waits for room (it also stops reading while the store refuses).
 pub(crate) async fn run_intake<S: Outbox>(store: &S, end: IntakeEnd) {
     let IntakeEnd { mut rx, mut closed } = end;
     let mut subs: Vec<Submission> = Vec::with_capacity(GROUP_MAX);
     let mut group: Vec<Routed> = Vec::with_capacity(GROUP_MAX);
     let mut acks = Vec::with_capacity(GROUP_MAX);
-    let mut closing = false;
+    let mut accepting = store.accepting();
+    let mut closing: Option<tokio::time::Instant> = None;
+    // Events from the stream are being held for a store that cannot store them.
+    let mut holding = false;
     loop {
-        let received = tokio::select! {
-            n = rx.recv_many(&mut subs, GROUP_MAX) => n,
-            _ = &mut closed, if !closing => {
-                // Refuse new submissions; keep draining what is queued.
-                closing = true;
-                rx.close();
-                continue;
+        if group.is_empty() {
+            let received = tokio::select! {
+                n = rx.recv_many(&mut subs, GROUP_MAX) => n,
+                _ = &mut closed, if closing.is_none() => {
+                    // Refuse new submissions; keep draining what is queued.
+                    closing = Some(tokio::time::Instant::now());
+                    rx.close();
+                    continue;
+                }
+            };
+            if received == 0 {
+                return;
             }
-        };
-        if received == 0 {
-            return;
+            for sub in subs.drain(..) {
+                group.push(sub.routed);
+                acks.push(sub.ack);
+            }
         }
-        for sub in subs.drain(..) {
-            group.push(sub.routed);
-            acks.push(sub.ack);
-        }
-        let stored = store.enqueue(&group).await;
-        match stored {
+        match store.enqueue(&group).await {
             Ok(results) => {
                 for (ack, result) in acks.drain(..).zip(results) {
                     if let Some(ack) = ack {
                         let _ = ack.send(Ok(result));
                     }
                 }
+                if std::mem::take(&mut holding) {
+                    tracing::info!(
+                        events = group.len(),
+                        "Stored the events held from the stream"
+                    );
+                }
+                group.clear();
             }
             Err(e) => {
-                // Not "lost": part of the group may still have reached the disk, and
-                // `/ingest` senders are told to retry. Events from the stream in it were
-                // not acknowledged to anyone and are gone unless their writes landed.
-                let from_stream = acks.iter().filter(|a| a.is_none()).count();
-                tracing::error!(
-                    error = %error_chain(&e),
-                    events = group.len(),
-                    from_stream,
-                    "Could not make a group of events durable; /ingest senders are asked to retry, events from the stream in it may be missing"
-                );
-                let detail = error_chain(&e);
-                for ack in acks.drain(..).flatten() {
-                    let _ = ack.send(Err(OutboxError::Unavailable {
-                        detail: detail.clone(),
-                    }));
+                hold_stream_events(&mut group, &mut acks, &e);
+                if group.is_empty() {
+                    continue;
+                }
+                if !std::mem::replace(&mut holding, true) {
+                    tracing::warn!(
+                        from_stream = group.len(),
+                        error = %error_chain(&e),
+                        "Holding events from the stream until the outbox can store them"
+                    );
+                }
+                let given_up = closing.is_some_and(|at| at.elapsed() >= CLOSING_GRACE);
+                if given_up {
+                    tracing::error!(
+                        events = group.len(),
+                        error = %error_chain(&e),
+                        "Events from the stream could not be stored before shutdown; they are missing"
+                    );
+                    group.clear();
+                    acks.clear();
+                    continue;
+                }
+                // Try again when the store takes events again, or in a second.
+                tokio::select! {
+                    _ = accepting.wait_for(|a| *a) => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         }
-        group.clear();
     }
+}
+
+/// After a failed group: answer its `/ingest` submissions (their senders retry) and keep
+/// its stream events for the next try.
+fn hold_stream_events(
+    group: &mut Vec<Routed>,
+    acks: &mut Vec<Option<oneshot::Sender<Result<Enqueued, OutboxError>>>>,
+    e: &OutboxError,
+) {
+    let detail = error_chain(e);
+    let mut kept = Vec::with_capacity(group.len());
+    for (routed, ack) in group.drain(..).zip(acks.drain(..)) {
+        match ack {
+            Some(ack) => {
+                let _ = ack.send(Err(OutboxError::Unavailable {
+                    detail: detail.clone(),
+                }));
+            }
+            None => kept.push(routed),
+        }
+    }
+    acks.extend(kept.iter().map(|_| None));
+    *group = kept;
 }
 
 #[cfg(test)]
@@ -436,7 +497,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_group_that_cannot_be_stored_is_reported_once_and_not_called_lost() {
+    async fn events_from_the_stream_are_held_while_the_store_cannot_store_them() {
         let logs = Captured::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -462,19 +523,34 @@ mod tests {
             let store = store.clone();
             async move { run_intake(&*store, end).await }
         });
+        // The one that waits is told to come back; the stream's are held.
         let answer = waiting.await.unwrap();
         assert!(
             matches!(&answer, Err(e @ OutboxError::Unavailable { .. }) if e.is_retriable()),
             "{answer:?}"
         );
+        assert!(store.pending(0).is_empty());
+        // The store recovers: the held events are stored, in order.
+        store.fail_writes(false);
+        for _ in 0..200 {
+            if store.pending(0).len() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.pending(0), vec![0, 1, 2], "the held events, stored");
         close.close();
         drop(inbox);
         intake.await.unwrap();
 
         let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-        let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
-        assert_eq!(errors.len(), 1, "one line for the group: {text}");
-        assert!(errors[0].contains("from_stream=3"), "{}", errors[0]);
-        assert!(!text.contains("lost"), "nothing says lost: {text}");
+        let warns: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warns.len(), 1, "one line for the episode: {text}");
+        assert!(warns[0].contains("from_stream=3"), "{}", warns[0]);
+        assert!(!text.contains("ERROR"), "{text}");
+        assert!(
+            !text.contains("lost") && !text.contains("missing"),
+            "{text}"
+        );
     }
 }

@@ -29,8 +29,9 @@ pub fn bin() -> std::path::PathBuf {
         .unwrap_or_else(|| BIN.into())
 }
 
-/// `RUST_LOG` for every run: the relay's own debug lines, `info` for its dependencies.
-pub const RUST_LOG: &str = "badger_relay=debug,info";
+/// `RUST_LOG` for every run: the relay's own debug lines, `info` for its dependencies
+/// but sled (off, as the relay's default has it: the outbox reports what sled says).
+pub const RUST_LOG: &str = "badger_relay=debug,info,sled=off";
 
 pub struct Relay {
     /// Holds `badger-relay.toml` and `outbox/`; removed on drop.

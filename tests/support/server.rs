@@ -98,6 +98,8 @@ pub async fn server_addr(relay: &Relay) -> SocketAddr {
 pub struct Answer {
     pub status: u16,
     pub body: String,
+    /// Its `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 /// A client for the relay's HTTP server.
@@ -229,8 +231,17 @@ impl Http {
 
 async fn answer(resp: reqwest::Response) -> Answer {
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = resp.text().await.unwrap_or_default();
-    Answer { status, body }
+    Answer {
+        status,
+        body,
+        retry_after,
+    }
 }
 
 /// A `/metrics` page.

@@ -65,4 +65,8 @@ impl Admin for Store {
     fn targets(&self) -> Result<Vec<String>, OutboxError> {
         self.targets_with_deliveries()
     }
+
+    fn size(&self) -> Result<(String, u64), OutboxError> {
+        Ok((self.path().display().to_string(), self.size_on_disk()?))
+    }
 }

@@ -20,6 +20,9 @@ impl SledOutbox {
     /// Store a group: see [`Outbox::enqueue`](crate::outbox::Outbox::enqueue).
     pub(super) async fn commit(&self, group: &[Routed]) -> Result<Vec<Enqueued>, OutboxError> {
         let s = &self.shared;
+        if let Err(e) = self.check_guards() {
+            return Err(self.failed("checking the outbox's free space", e));
+        }
         let now = now_ms();
         let mut batch = s.store.group(s.dedupe_window, now);
         let mut written = Vec::with_capacity(group.len());
@@ -41,10 +44,7 @@ impl SledOutbox {
         if let Err(e) = stored {
             // Part of the group may still reach the disk: have every worker read it
             // rather than trust the handoff.
-            for slot in &s.slots {
-                slot.handoff.mark_incomplete();
-            }
-            return Err(e);
+            return Err(self.failed("storing events", e));
         }
         // The watermark first, then the handoff: see handoff.rs.
         s.durable.fetch_max(highest, Ordering::Release);

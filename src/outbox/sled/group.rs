@@ -79,7 +79,7 @@ impl Group<'_> {
             if self.marks.contains(&mark) || marks.contains(&mark) {
                 continue;
             }
-            if let Some(v) = store.db.get(&mark).map_err(|e| store.storage(e))? {
+            if let Some(v) = store.db()?.get(&mark).map_err(|e| store.storage(e))? {
                 let until = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
                 if until > self.now_ms {
                     continue;
@@ -91,7 +91,7 @@ impl Group<'_> {
         if written.is_empty() {
             return Ok((0, written));
         }
-        let seq = store.db.generate_id().map_err(|e| store.storage(e))?;
+        let seq = store.db()?.generate_id().map_err(|e| store.storage(e))?;
         let record = Record::new(body.clone(), self.now_ms).encode();
         for (&i, mark) in written.iter().zip(marks) {
             self.batch
@@ -109,7 +109,7 @@ impl Group<'_> {
             return Ok(());
         }
         self.store
-            .db
+            .db()?
             .apply_batch(self.batch)
             .map_err(|e| self.store.storage(e))
     }

@@ -43,6 +43,7 @@ mod backlog;
 mod committer;
 mod group;
 mod handoff;
+mod health;
 mod keys;
 mod queue;
 mod record;
@@ -59,6 +60,8 @@ use tokio::sync::Notify;
 
 use self::backlog::Backlog;
 use self::handoff::Handoff;
+use self::health::Health;
+pub(crate) use self::health::Limits;
 use self::queue::SledQueue;
 use self::record::Record;
 pub(crate) use self::store::Store;
@@ -92,8 +95,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Keeps the pending and dead gauges exact while the start-up count runs.
     backlog: Backlog,
-    /// Whether the store takes events now.
-    accepting: tokio::sync::watch::Sender<bool>,
+    /// Whether the store takes events now, and what brings it back.
+    health: Health,
 }
 
 /// What the outbox keeps per target.
@@ -139,12 +142,17 @@ impl SledOutbox {
             dedupe_window: config.outbox.dedupe_window,
             metrics,
             store,
-            accepting: tokio::sync::watch::Sender::new(true),
+            health: Health::new(Limits {
+                min_free: config.outbox.min_free,
+                max_size: config.outbox.max_size,
+            }),
         });
         let outbox = SledOutbox { shared };
         let counting = outbox.clone();
         tokio::task::spawn_blocking(move || counting.count_backlog());
-        tokio::spawn(outbox.clone().sweep_dedupe(shutdown));
+        tokio::spawn(outbox.clone().sweep_dedupe(shutdown.clone()));
+        tokio::spawn(outbox.clone().recovery(shutdown));
+        outbox.shared.metrics.outbox_writable.set(1);
         Ok(outbox)
     }
 
@@ -196,9 +204,11 @@ impl Outbox for SledOutbox {
     async fn complete(&self, target: usize, d: &Delivery<u64>) -> Result<(), OutboxError> {
         let s = &self.shared;
         let name = &s.slots[target].name;
-        s.backlog.removed(target, d.handle, &s.metrics, || {
-            s.store.complete(name, d.handle)
-        })
+        s.backlog
+            .removed(target, d.handle, &s.metrics, || {
+                s.store.complete(name, d.handle)
+            })
+            .map_err(|e| self.failed("removing a delivered delivery", e))
     }
 
     async fn retry_at(
@@ -216,7 +226,9 @@ impl Outbox for SledOutbox {
             cause: None,
             body: d.body.clone(),
         };
-        s.store.reschedule(&s.slots[target].name, d.handle, &record)
+        s.store
+            .reschedule(&s.slots[target].name, d.handle, &record)
+            .map_err(|e| self.failed("storing a retry schedule", e))
     }
 
     async fn dead_letter(
@@ -235,9 +247,11 @@ impl Outbox for SledOutbox {
             body: d.body.clone(),
         };
         let name = &s.slots[target].name;
-        s.backlog.buried(target, d.handle, &s.metrics, || {
-            s.store.dead_letter(name, d.handle, &record)
-        })
+        s.backlog
+            .buried(target, d.handle, &s.metrics, || {
+                s.store.dead_letter(name, d.handle, &record)
+            })
+            .map_err(|e| self.failed("storing a dead letter", e))
     }
 
     async fn flush(&self) -> Result<(), OutboxError> {
@@ -245,7 +259,7 @@ impl Outbox for SledOutbox {
     }
 
     fn accepting(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.shared.accepting.subscribe()
+        self.shared.health.accepting.subscribe()
     }
 }
 

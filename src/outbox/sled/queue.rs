@@ -105,6 +105,7 @@ impl Queue for SledQueue {
                     }
                 }
                 Err(e) => {
+                    let e = self.outbox.failed("reading deliveries", e);
                     if !std::mem::replace(&mut self.failing, true) {
                         tracing::error!(target = %self.outbox.shared.slots[self.target].name, error = %error_chain(&e), "Cannot read the outbox; trying again every second");
                     }

@@ -40,8 +40,11 @@ pub(crate) struct Stored {
 /// The store. Cheap to clone: every clone is the same open database.
 #[derive(Clone)]
 pub(crate) struct Store {
-    /// The sled tree holding everything (see the layout).
-    pub(super) db: sled::Db,
+    /// The sled tree holding everything (see the layout). Behind a lock because it is
+    /// replaced by [`Store::reopen`] after a storage error (sled keeps its first I/O
+    /// error and returns it from every later call of that database); `None` while that
+    /// happens.
+    db: std::sync::Arc<std::sync::RwLock<Option<sled::Db>>>,
     /// The outbox directory, for messages.
     path: PathBuf,
     /// Random, made with the store: the first half of every delivery id.
@@ -117,7 +120,7 @@ impl Store {
             }
         };
         Ok(Store {
-            db,
+            db: std::sync::Arc::new(std::sync::RwLock::new(Some(db))),
             path: path.to_owned(),
             instance,
             _lock: std::sync::Arc::new(lock),
@@ -126,6 +129,54 @@ impl Store {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open database (a cheap clone), or a storage error while it is being reopened.
+    pub(super) fn db(&self) -> Result<sled::Db, OutboxError> {
+        self.db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| OutboxError::Storage {
+                path: self.path.clone(),
+                source: "the outbox is being reopened after a storage error".into(),
+            })
+    }
+
+    /// Close the database and open it again from what is on disk: the only way to clear
+    /// sled's sticky I/O error, and to drop whatever a failed batch left in memory only.
+    /// Fails (and is tried again later) while another clone of the old database is still
+    /// in use, since sled locks its files. The store must be the same one.
+    pub(crate) fn reopen(&self) -> Result<(), OutboxError> {
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        drop(slot.take());
+        let db = open_sled(&self.path)?;
+        let marker = db
+            .get(b"m/instance")
+            .map_err(|e| self.storage(e))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes);
+        if marker != Some(self.instance) {
+            return Err(OutboxError::Corrupt {
+                path: self.path.clone(),
+                detail: "its data did not come back after a storage error".into(),
+            });
+        }
+        *slot = Some(db);
+        Ok(())
+    }
+
+    /// Write and flush a probe key: whether the store can store right now.
+    pub(crate) fn probe(&self) -> Result<(), OutboxError> {
+        let db = self.db()?;
+        db.insert(b"m/probe", &crate::outbox::now_ms().to_be_bytes())
+            .map_err(|e| self.storage(e))?;
+        db.flush().map(drop).map_err(|e| self.storage(e))
+    }
+
+    /// The outbox's size on disk, as sled counts its files.
+    pub(crate) fn size_on_disk(&self) -> Result<u64, OutboxError> {
+        self.db()?.size_on_disk().map_err(|e| self.storage(e))
     }
 
     pub(super) fn storage(&self, source: sled::Error) -> OutboxError {
@@ -162,7 +213,7 @@ impl Store {
 
     /// Make every write so far durable (fsync).
     pub async fn flush(&self) -> Result<(), OutboxError> {
-        self.db
+        self.db()?
             .flush_async()
             .await
             .map(drop)
@@ -171,7 +222,7 @@ impl Store {
 
     /// Blocking flush, for shutdown and admin commands.
     pub(crate) fn flush_blocking(&self) -> Result<(), OutboxError> {
-        self.db.flush().map(drop).map_err(|e| self.storage(e))
+        self.db()?.flush().map(drop).map_err(|e| self.storage(e))
     }
 
     #[cfg(test)]
@@ -210,7 +261,7 @@ impl Store {
         if start > end {
             return Ok(scan);
         }
-        for item in self.db.range(start..=end).take(limit) {
+        for item in self.db()?.range(start..=end).take(limit) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             scan.scanned += 1;
             let Some((_, _, seq)) = parse_key(&k) else {
@@ -231,7 +282,7 @@ impl Store {
 
     /// The target answered 2xx: the delivery leaves the outbox.
     pub(crate) fn complete(&self, target: &str, seq: u64) -> Result<(), OutboxError> {
-        self.db
+        self.db()?
             .remove(key(State::Pending, target, seq))
             .map(drop)
             .map_err(|e| self.storage(e))
@@ -244,7 +295,7 @@ impl Store {
         seq: u64,
         record: &Record,
     ) -> Result<(), OutboxError> {
-        self.db
+        self.db()?
             .insert(key(State::Pending, target, seq), record.encode())
             .map(drop)
             .map_err(|e| self.storage(e))
@@ -261,7 +312,7 @@ impl Store {
         let mut batch = sled::Batch::default();
         batch.remove(key(State::Pending, target, seq));
         batch.insert(key(State::Dead, target, seq), record.encode());
-        self.db.apply_batch(batch).map_err(|e| self.storage(e))?;
+        self.db()?.apply_batch(batch).map_err(|e| self.storage(e))?;
         Ok(())
     }
 
@@ -275,20 +326,26 @@ impl Store {
             Some(t) => target_prefix(state, t),
             None => vec![prefix(state), b'/'],
         };
-        self.db.scan_prefix(prefix).filter_map(move |item| {
-            let (k, v) = match item {
-                Ok(kv) => kv,
-                Err(e) => return Some(Err(self.storage(e))),
-            };
-            let (state, target, seq) = parse_key(&k)?;
-            // An unreadable record is listed (so it can be seen and purged), not fatal.
-            Some(Ok(Stored {
-                target: target.to_owned(),
-                seq,
-                state,
-                record: Record::decode(&v),
+        let (items, failed) = match self.db() {
+            Ok(db) => (Some(db.scan_prefix(prefix)), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        failed
+            .into_iter()
+            .chain(items.into_iter().flatten().filter_map(move |item| {
+                let (k, v) = match item {
+                    Ok(kv) => kv,
+                    Err(e) => return Some(Err(self.storage(e))),
+                };
+                let (state, target, seq) = parse_key(&k)?;
+                // An unreadable record is listed (so it can be seen and purged), not fatal.
+                Some(Ok(Stored {
+                    target: target.to_owned(),
+                    seq,
+                    state,
+                    record: Record::decode(&v),
+                }))
             }))
-        })
     }
 
     /// Count up to `limit` keys in `from..=end`: how many, and the seq of the last.
@@ -299,7 +356,7 @@ impl Store {
         limit: usize,
     ) -> Result<(usize, u64), OutboxError> {
         let (mut n, mut last) = (0, 0);
-        for item in self.db.range(from..=end).keys().take(limit) {
+        for item in self.db()?.range(from..=end).keys().take(limit) {
             let k = item.map_err(|e| self.storage(e))?;
             n += 1;
             if let Some((_, _, seq)) = parse_key(&k) {
@@ -315,7 +372,7 @@ impl Store {
     ) -> Result<std::collections::BTreeMap<String, (u64, u64)>, OutboxError> {
         let mut out = std::collections::BTreeMap::<String, (u64, u64)>::new();
         for prefix in [b"p/", b"d/"] {
-            for item in self.db.scan_prefix(prefix) {
+            for item in self.db()?.scan_prefix(prefix) {
                 let (k, _) = item.map_err(|e| self.storage(e))?;
                 if let Some((state, target, _)) = parse_key(&k) {
                     let entry = out.entry(target.to_owned()).or_default();
@@ -349,7 +406,7 @@ impl Store {
             let mut batch = sled::Batch::default();
             batch.remove(key(State::Dead, &d.target, d.seq));
             batch.insert(key(State::Pending, &d.target, d.seq), fresh.encode());
-            self.db.apply_batch(batch).map_err(|e| self.storage(e))?;
+            self.db()?.apply_batch(batch).map_err(|e| self.storage(e))?;
             moved.push((d.target, d.seq));
         }
         self.flush_blocking()?;
@@ -363,7 +420,7 @@ impl Store {
             .map(|s| s.map(|s| key(s.state, &s.target, s.seq)))
             .collect::<Result<_, _>>()?;
         for k in &keys {
-            self.db.remove(k).map_err(|e| self.storage(e))?;
+            self.db()?.remove(k).map_err(|e| self.storage(e))?;
         }
         self.flush_blocking()?;
         Ok(keys.len() as u64)
@@ -372,12 +429,12 @@ impl Store {
     /// Remove dedupe marks that expired before `now_ms`. Returns how many.
     pub(crate) fn sweep_dedupe(&self, now_ms: u64) -> Result<u64, OutboxError> {
         let mut removed = 0;
-        for item in self.db.scan_prefix(b"k/") {
+        for item in self.db()?.scan_prefix(b"k/") {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let until = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
             if until <= now_ms {
                 // Compare-and-swap so a mark refreshed meanwhile is kept.
-                if let Ok(Ok(())) = self.db.compare_and_swap(&k, Some(v), None::<&[u8]>) {
+                if let Ok(Ok(())) = self.db()?.compare_and_swap(&k, Some(v), None::<&[u8]>) {
                     removed += 1;
                 }
             }
@@ -388,7 +445,7 @@ impl Store {
     /// A seq greater than every seq already stored: where the durable watermark starts,
     /// since whatever a previous run left on disk is already durable.
     pub(crate) fn watermark(&self) -> Result<u64, OutboxError> {
-        self.db.generate_id().map_err(|e| self.storage(e))
+        self.db()?.generate_id().map_err(|e| self.storage(e))
     }
 
     /// Target names that have pending or dead deliveries: one seek per target found, not
@@ -398,7 +455,7 @@ impl Store {
         for state in [State::Pending, State::Dead] {
             let mut from = vec![prefix(state), b'/'];
             let end = vec![prefix(state), b'/' + 1];
-            while let Some(item) = self.db.range(from.clone()..end.clone()).next() {
+            while let Some(item) = self.db()?.range(from.clone()..end.clone()).next() {
                 let (k, _) = item.map_err(|e| self.storage(e))?;
                 let Some((_, target, _)) = parse_key(&k) else {
                     break;

@@ -436,7 +436,8 @@ fn an_unreadable_record_is_stepped_over_listed_and_purgeable() {
         })
         .collect();
     store
-        .db
+        .db()
+        .unwrap()
         .insert(key(State::Pending, "x", seqs[1]), &b"\x09garbage"[..])
         .unwrap();
 
