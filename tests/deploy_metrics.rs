@@ -8,6 +8,9 @@
 //! never fire. The scrape is also written to `target/tmp/deploy_metrics.prom`, for
 //! `.ci/run` to hold it to `promtool check metrics`; `.ci/run` also runs
 //! `promtool check rules` and the rules' unit tests.
+//!
+//! And the image `deploy/Dockerfile` builds ships the stripped `dist` profile, while the
+//! `release` profile keeps the line tables the bench relies on.
 
 mod support;
 
@@ -266,4 +269,32 @@ async fn metrics_are_served_as_prometheus_text_with_a_charset() {
     let (content_type, body) = scrape(addr).await;
     assert_eq!(content_type, CONTENT_TYPE);
     assert!(body.contains("# TYPE badger_relay_deliveries_total counter\n"));
+}
+
+#[test]
+fn the_dockerfile_ships_the_stripped_dist_profile_and_release_keeps_its_line_tables() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root.join("Cargo.toml")).unwrap()).unwrap();
+    let profiles = manifest["profile"].as_table().expect("[profile.*] tables");
+    let dist = profiles["dist"].as_table().expect("[profile.dist]");
+    assert_eq!(dist["inherits"].as_str(), Some("release"));
+    assert_eq!(dist["strip"].as_bool(), Some(true));
+    assert_eq!(
+        profiles["release"]["debug"].as_str(),
+        Some("line-tables-only"),
+        "the bench's profiles need the release build's line tables"
+    );
+
+    let dockerfile = std::fs::read_to_string(deploy_file("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("RUN cargo build --profile dist --locked --bin badger-relay\n"),
+        "{dockerfile}"
+    );
+    assert!(
+        dockerfile.contains("COPY --from=build /src/target/dist/badger-relay /usr/local/bin/"),
+        "{dockerfile}"
+    );
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(readme.contains("cargo install --locked --path ."));
 }
