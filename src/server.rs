@@ -111,9 +111,13 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
+/// The Content-Type of the Prometheus text format 0.0.4, charset included, as the
+/// Prometheus client libraries send it.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 async fn metrics(State(s): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         s.handles.metrics.render(),
     )
         .into_response()

@@ -160,6 +160,7 @@ fn slack_templated() -> SlackOptions {
             "*New from @{author_username}* ({monitor_name}, {latency_ms} ms, verified: {verified}, \
              tags {tags}{nothing}):\n{tweet_text}\n<{tweet_url}|Open the tweet>",
         )),
+        ..SlackOptions::default()
     }
 }
 
@@ -171,6 +172,7 @@ fn discord_templated() -> DiscordOptions {
         template: Some(template(
             "**@{author_username}** via {monitor_name} ({latency_ms} ms, tags {tags}{nothing}): {tweet_text}",
         )),
+        ..DiscordOptions::default()
     }
 }
 
@@ -295,6 +297,9 @@ fn plain_broadcast(s: &str, words: &[&str]) -> Option<String> {
 /// links to), so no `<!…>`, `<@…>`, `<#…>` or `<http…>` from a tweet survives, and no
 /// plain `@here`/`@channel`/`@everyone` is left for Slack's automatic parsing.
 fn validate_slack(p: &Value, links: &[&str]) {
+    // Always sent, so Slack's default (unfurl) never applies unless the target asks.
+    assert!(p["unfurl_links"].is_boolean(), "unfurl_links");
+    assert!(p["unfurl_media"].is_boolean(), "unfurl_media");
     let text = &p["text"];
     assert!((1..=40_000).contains(&chars(text)), "text length");
     let blocks = p["blocks"].as_array().expect("blocks");
@@ -359,6 +364,19 @@ fn validate_slack(p: &Value, links: &[&str]) {
 /// message over a bad one).
 fn validate_discord(p: &Value) {
     assert_eq!(p["allowed_mentions"], json!({"parse": []}));
+    if let Some(name) = p.get("thread_name") {
+        let n = chars(name);
+        assert!((1..=100).contains(&n), "thread_name length {n}");
+        assert!(
+            !name.as_str().unwrap().contains('\n'),
+            "thread_name on one line"
+        );
+    }
+    if let Some(flags) = p.get("flags") {
+        // Only SUPPRESS_NOTIFICATIONS may be set by a webhook message (and SUPPRESS_EMBEDS,
+        // which would hide the embed).
+        assert_eq!(flags, 4096, "flags");
+    }
     if let Some(content) = p.get("content") {
         assert!((1..=2_000).contains(&chars(content)), "content length");
         assert_eq!(
@@ -695,6 +713,7 @@ fn random_hostile_text_always_validates() {
         );
         let opts = DiscordOptions {
             template: Some(template("{tweet_text} {monitor_name}")),
+            thread_name: Some(template("{monitor_name}")),
             ..DiscordOptions::default()
         };
         validate_discord(&discord::payload(&event, &opts));
@@ -707,4 +726,70 @@ fn random_hostile_text_always_validates() {
             &["https://x.com/a", "https://x.com/a/status/1"],
         );
     }
+}
+
+/// A `tweet_url` of 5,014 characters (tracking parameters, say) used to make a
+/// 5,026-character context element, over Slack's 3,000 for any text object.
+#[test]
+fn a_huge_tweet_url_never_makes_a_text_object_too_long() {
+    let mut event = ordinary();
+    let url = format!(
+        "https://x.com/elonmusk/status/1234567890?s={}",
+        "q".repeat(4_971)
+    );
+    assert_eq!(url.chars().count(), 5_014);
+    event.insert("tweet_url".into(), url.into());
+    let s = slack::payload(&event, &SlackOptions::default());
+    // The validator holds every text object to 3,000; the link goes to the short
+    // status URL built from the tweet id.
+    validate_slack(&s, ELON);
+    assert_eq!(
+        s["blocks"][2]["elements"][0]["text"],
+        "<https://x.com/elonmusk/status/1234567890|Open on X>"
+    );
+    validate_discord(&discord::payload(&event, &DiscordOptions::default()));
+}
+
+#[test]
+fn slack_unfurling_is_off_by_default_and_can_be_turned_on() {
+    let s = slack::payload(&ordinary(), &SlackOptions::default());
+    assert_eq!(
+        (&s["unfurl_links"], &s["unfurl_media"]),
+        (&json!(false), &json!(false))
+    );
+    let opts = SlackOptions {
+        unfurl_links: true,
+        ..SlackOptions::default()
+    };
+    let s = slack::payload(&ordinary(), &opts);
+    validate_slack(&s, ELON);
+    assert_eq!(
+        (&s["unfurl_links"], &s["unfurl_media"]),
+        (&json!(true), &json!(false))
+    );
+}
+
+/// A forum channel's webhook: every tweet opens a post titled from the event, posted
+/// silently. Titles are held to Discord's 100 characters on one line.
+#[test]
+fn discord_forum_posts_and_silent_messages_validate() {
+    let opts = DiscordOptions {
+        thread_name: Some(template("@{author_username}: {tweet_text}")),
+        suppress_notifications: true,
+        ..DiscordOptions::default()
+    };
+    let d = discord::payload(&ordinary(), &opts);
+    validate_discord(&d);
+    assert_eq!(d["thread_name"], "@elonmusk: Just announced...");
+    assert_eq!(d["flags"], 4096);
+    for event in [long(), hostile(), missing(), rule()] {
+        validate_discord(&discord::payload(&event, &opts));
+    }
+    let d = discord::payload(&long(), &opts);
+    assert!(d["thread_name"].as_str().unwrap().ends_with('…'));
+    // A title never carries a line break.
+    assert_eq!(
+        discord::payload(&rule(), &opts)["thread_name"],
+        "@sama: We are launching something new today. More soon: https://t.co/abc123"
+    );
 }

@@ -235,13 +235,29 @@ pub struct SlackOptions {
     pub icon_emoji: Option<String>,
     pub channel: Option<String>,
     pub template: Option<Template>,
+    /// Whether Slack may unfurl the links in the message. Default false: the message
+    /// already shows the tweet, and an unfurled X card would show it a second time.
+    pub unfurl_links: bool,
+    /// Whether Slack may unfurl media links (images, video). Default false, as
+    /// `unfurl_links`.
+    pub unfurl_media: bool,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct DiscordOptions {
+    /// Checked against Discord's rules for webhook names at start-up, so a name Discord
+    /// refuses is a config error rather than a dead letter per tweet.
     pub username: Option<String>,
     pub avatar_url: Option<String>,
     pub thread_id: Option<String>,
+    /// For a webhook of a forum (or media) channel: each tweet opens a new post with
+    /// this title, `{field}` placeholders filled from the event. Discord refuses a
+    /// message to a forum that names neither a thread nor a new post's title. Never set
+    /// together with `thread_id`.
+    pub thread_name: Option<Template>,
+    /// Send with Discord's SUPPRESS_NOTIFICATIONS flag: the message is posted, but
+    /// nobody gets a push or desktop notification for it (a busy channel stays quiet).
+    pub suppress_notifications: bool,
     pub template: Option<Template>,
 }
 
@@ -253,6 +269,10 @@ pub struct HttpOptions {
     /// Standard Webhooks signing key, already decoded (`whsec_` + base64 → bytes,
     /// anything else → its UTF-8 bytes).
     pub signing_key: Option<SigningKey>,
+    /// The `signing_secret` did not start with `whsec_`, so its UTF-8 bytes are the key.
+    /// Kept so that `check` can warn: Standard Webhooks libraries read a string secret
+    /// as base64, and with this one they would fail to verify.
+    pub plain_signing_secret: bool,
 }
 
 /// HMAC key bytes that print as `***`.

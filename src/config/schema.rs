@@ -56,8 +56,22 @@ const TARGET_KEYS: &[&str] = &[
     "dedupe",
     "tls",
 ];
-const SLACK_KEYS: &[&str] = &["username", "icon_emoji", "channel", "template"];
-const DISCORD_KEYS: &[&str] = &["username", "avatar_url", "thread_id", "template"];
+const SLACK_KEYS: &[&str] = &[
+    "username",
+    "icon_emoji",
+    "channel",
+    "template",
+    "unfurl_links",
+    "unfurl_media",
+];
+const DISCORD_KEYS: &[&str] = &[
+    "username",
+    "avatar_url",
+    "thread_id",
+    "thread_name",
+    "suppress_notifications",
+    "template",
+];
 const HTTP_KEYS: &[&str] = &["method", "headers", "signing_secret"];
 const ROUTE_KEYS: &[&str] = &[
     "name", "monitors", "authors", "text", "events", "targets", "stop",
@@ -451,12 +465,25 @@ fn slack(t: &Table, env: Env) -> Result<SlackOptions, Problem> {
         icon_emoji: t.opt("icon_emoji", |item| item.string(env))?,
         channel: t.opt("channel", |item| item.string(env))?,
         template: t.opt("template", |item| parse(item, env, values::template))?,
+        unfurl_links: t.opt("unfurl_links", Item::boolean)?.unwrap_or(false),
+        unfurl_media: t.opt("unfurl_media", Item::boolean)?.unwrap_or(false),
     })
 }
 
 fn discord(t: &Table, env: Env) -> Result<DiscordOptions, Problem> {
+    let thread_name = t.opt("thread_name", |item| parse(item, env, values::template))?;
+    if let (Some(_), Some(item), Some(_)) = (&thread_name, t.get("thread_name"), t.get("thread_id"))
+    {
+        return Err(item.key_problem(
+            "cannot be set together with thread_id: thread_id posts into an existing thread, thread_name opens a new forum post for each tweet",
+        ));
+    }
     Ok(DiscordOptions {
-        username: t.opt("username", |item| item.string(env))?,
+        username: t.opt("username", |item| {
+            parse(item, env, |s| {
+                values::discord_username(s).map(str::to_owned)
+            })
+        })?,
         avatar_url: t.opt("avatar_url", |item| {
             parse(item, env, |s| {
                 values::http_url(s).map(|_| s.trim().to_owned())
@@ -469,6 +496,10 @@ fn discord(t: &Table, env: Env) -> Result<DiscordOptions, Problem> {
             }
             Ok(id)
         })?,
+        thread_name,
+        suppress_notifications: t
+            .opt("suppress_notifications", Item::boolean)?
+            .unwrap_or(false),
         template: t.opt("template", |item| parse(item, env, values::template))?,
     })
 }
@@ -484,13 +515,17 @@ fn http(t: &Table, env: Env) -> Result<HttpOptions, Problem> {
         Some(item) => headers(&item.table()?, env)?,
         None => Vec::new(),
     };
+    let mut plain_signing_secret = false;
+    let signing_key = t.opt("signing_secret", |item| {
+        let secret = secret(item, env)?;
+        plain_signing_secret = !secret.starts_with("whsec_");
+        values::signing_key(&secret).map_err(|invalid| item.problem(invalid.message))
+    })?;
     Ok(HttpOptions {
         method: method.unwrap_or(HttpMethod::Post),
         headers,
-        signing_key: t.opt("signing_secret", |item| {
-            let secret = secret(item, env)?;
-            values::signing_key(&secret).map_err(|invalid| item.problem(invalid.message))
-        })?,
+        signing_key,
+        plain_signing_secret,
     })
 }
 

@@ -133,6 +133,14 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
             if o.template.is_some() {
                 options.push("custom template".to_owned());
             }
+            for (name, on) in [
+                ("unfurl_links", o.unfurl_links),
+                ("unfurl_media", o.unfurl_media),
+            ] {
+                if on {
+                    options.push(name.to_owned());
+                }
+            }
         }
         TargetKind::Discord(o) => {
             option(&mut options, "username", &o.username);
@@ -143,6 +151,12 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
                 options.push(format!("avatar_url {shown}"));
             }
             option(&mut options, "thread_id", &o.thread_id);
+            if o.thread_name.is_some() {
+                options.push("thread_name (a new forum post per tweet)".to_owned());
+            }
+            if o.suppress_notifications {
+                options.push("suppress_notifications".to_owned());
+            }
             if o.template.is_some() {
                 options.push("custom template".to_owned());
             }
@@ -180,6 +194,11 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
     if own.clone().next().is_some() {
         writeln!(out, "    tls: also trusts {}", ca_files(own))?;
     }
+    if let TargetKind::Http(o) = &t.kind
+        && o.plain_signing_secret
+    {
+        writeln!(out, "    {PLAIN_SECRET_WARNING}")?;
+    }
     Ok(())
 }
 
@@ -203,6 +222,11 @@ fn ca_files<'f>(files: impl Iterator<Item = &'f crate::tls::CaFile>) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Said under an http target whose `signing_secret` is not a `whsec_` one.
+const PLAIN_SECRET_WARNING: &str = "warning: signing_secret does not start with `whsec_`, so its text is the HMAC key; \
+     Standard Webhooks libraries read a secret string as base64 and will not verify these signatures. \
+     Use a `whsec_` secret for them, or verify with plain HMAC (see the README, \"Verifying signatures\")";
 
 fn option(options: &mut Vec<String>, name: &str, value: &Option<String>) {
     if let Some(value) = value {

@@ -379,6 +379,150 @@ fn signing_secrets_without_prefix_are_raw_bytes() {
 }
 
 #[test]
+fn a_plain_signing_secret_is_flagged_for_a_warning_in_check() {
+    let c = parse(&http_target(
+        "signing_secret = \"${WORKFLOW_SIGNING_SECRET}\"\n",
+    ));
+    let TargetKind::Http(o) = &c.targets[0].kind else {
+        panic!("http")
+    };
+    assert!(o.plain_signing_secret);
+    let summary = c.summary();
+    assert_no_secret(&summary);
+    assert!(
+        summary.contains(
+            "    warning: signing_secret does not start with `whsec_`, so its text is the HMAC key; \
+             Standard Webhooks libraries read a secret string as base64 and will not verify these signatures."
+        ),
+        "{summary}"
+    );
+
+    let c = parse(&http_target("signing_secret = \"whsec_aGVsbG8=\"\n"));
+    let TargetKind::Http(o) = &c.targets[0].kind else {
+        panic!("http")
+    };
+    assert!(!o.plain_signing_secret);
+    assert!(!c.summary().contains("warning"), "{}", c.summary());
+    assert!(!parse(&http_target("")).summary().contains("warning"));
+}
+
+// ---------------------------------------------------------------------------------
+// Slack and Discord options
+
+fn discord_target(extra: &str) -> String {
+    format!(
+        "[targets.d]\ntype = \"discord\"\nurl = \"https://discord.com/api/webhooks/1/x\"\n{extra}"
+    )
+}
+
+#[test]
+fn slack_unfurling_is_off_unless_turned_on() {
+    let TargetKind::Slack(o) = &parse(&slack_target("")).targets[0].kind else {
+        panic!("slack")
+    };
+    assert!(!o.unfurl_links && !o.unfurl_media);
+    let c = parse(&slack_target("unfurl_links = true\nunfurl_media = true\n"));
+    let TargetKind::Slack(o) = &c.targets[0].kind else {
+        panic!("slack")
+    };
+    assert!(o.unfurl_links && o.unfurl_media);
+    assert!(
+        c.summary().contains("unfurl_links, unfurl_media"),
+        "{}",
+        c.summary()
+    );
+    assert_eq!(
+        error(&slack_target("unfurl_links = \"yes\"\n")),
+        "relay.toml:4:16: targets.t.unfurl_links: expected true or false, found a string"
+    );
+}
+
+#[test]
+fn discord_usernames_discord_refuses_are_config_errors() {
+    let cases = [
+        (
+            "username = \"\"",
+            "Discord refuses an empty username (remove the key to use the webhook's own name)",
+        ),
+        (
+            "username = \"   \"",
+            "Discord refuses an empty username (remove the key to use the webhook's own name)",
+        ),
+        (
+            "username = \"My Discord alerts\"",
+            "Discord refuses a username containing \"discord\"",
+        ),
+        (
+            "username = \"DISCORD\"",
+            "Discord refuses a username containing \"discord\"",
+        ),
+        (
+            "username = \"Clyde bot\"",
+            "Discord refuses a username containing \"clyde\"",
+        ),
+    ];
+    for (line, message) in cases {
+        assert_eq!(
+            error(&discord_target(&format!("{line}\n"))),
+            format!("relay.toml:4:12: targets.d.username: {message}"),
+            "{line}"
+        );
+    }
+    let long = "é".repeat(81);
+    assert_eq!(
+        error(&discord_target(&format!("username = \"{long}\"\n"))),
+        "relay.toml:4:12: targets.d.username: Discord refuses a username longer than 80 characters (this one has 81)"
+    );
+    // 80 characters (not bytes) is fine, and surrounding spaces are Discord's to trim.
+    let ok = "é".repeat(80);
+    let c = parse(&discord_target(&format!("username = \" {ok} \"\n")));
+    let TargetKind::Discord(o) = &c.targets[0].kind else {
+        panic!("discord")
+    };
+    assert_eq!(o.username.as_deref(), Some(ok.as_str()));
+}
+
+#[test]
+fn discord_thread_name_and_suppress_notifications() {
+    let c = parse(&discord_target(
+        "thread_name = \"@{author_username}: {tweet_text}\"\nsuppress_notifications = true\n",
+    ));
+    let TargetKind::Discord(o) = &c.targets[0].kind else {
+        panic!("discord")
+    };
+    assert!(o.suppress_notifications);
+    assert_eq!(
+        o.thread_name.as_ref().unwrap().parts,
+        [
+            TemplatePart::Literal("@".into()),
+            TemplatePart::Field("author_username".into()),
+            TemplatePart::Literal(": ".into()),
+            TemplatePart::Field("tweet_text".into()),
+        ]
+    );
+    let summary = c.summary();
+    assert!(
+        summary.contains("thread_name (a new forum post per tweet), suppress_notifications"),
+        "{summary}"
+    );
+    let TargetKind::Discord(o) = &parse(&discord_target("")).targets[0].kind else {
+        panic!("discord")
+    };
+    assert!(o.thread_name.is_none() && !o.suppress_notifications);
+
+    assert_eq!(
+        error(&discord_target(
+            "thread_id = \"1\"\nthread_name = \"Tweets\"\n"
+        )),
+        "relay.toml:5:1: targets.d.thread_name: cannot be set together with thread_id: thread_id posts into an existing thread, thread_name opens a new forum post for each tweet"
+    );
+    assert!(
+        error(&discord_target("thread_name = \"{autor}\"\n"))
+            .starts_with("relay.toml:4:15: targets.d.thread_name: unknown placeholder `{autor}`")
+    );
+}
+
+#[test]
 fn an_empty_api_key_counts_as_not_set() {
     let c = parse("[source]\napi_key = \"${SCRAPEBADGER_API_KEY_UNSET:-}\"\n");
     assert!(c.source.api_key.is_none());
@@ -1071,6 +1215,9 @@ targets: 3
   workflow: http https://example.com/hooks/***
     concurrency 4, rate_limit none, timeout 10s, dedupe event, retry 1s..5m, max_age 24h
     method POST, headers Authorization=***, signed (signing_secret=***)
+    warning: signing_secret does not start with `whsec_`, so its text is the HMAC key; \
+Standard Webhooks libraries read a secret string as base64 and will not verify these signatures. \
+Use a `whsec_` secret for them, or verify with plain HMAC (see the README, \"Verifying signatures\")
 routes: 2
   tech-leaders: monitors [\"Tech Leaders\"], events [\"tweet.detected\"] -> team-slack, workflow
   launches: authors [\"elonmusk\", \"@sama\"], text /(?i)launch|announce/, events [\"tweet.detected\"] -> ops-discord (stop)
@@ -1153,6 +1300,11 @@ fn the_shipped_example_config_parses() {
     assert!(config.source.proxy.is_some());
     assert_eq!(config.tls.len(), 1);
     assert_eq!(config.targets[2].tls.len(), 2);
+    assert!(o.suppress_notifications);
+    let TargetKind::Slack(o) = &config.targets[0].kind else {
+        panic!("slack")
+    };
+    assert!(o.unfurl_links && o.unfurl_media);
 }
 
 // ---------------------------------------------------------------------------------

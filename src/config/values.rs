@@ -155,6 +155,36 @@ pub(crate) fn is_target_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// The longest webhook name Discord accepts, in characters.
+const DISCORD_USERNAME_MAX: usize = 80;
+
+/// A webhook `username` Discord accepts: 1 to 80 characters once Discord has trimmed the
+/// surrounding whitespace, and neither "discord" nor "clyde" in it, in any case. Discord
+/// answers any other name with a 400 for every message, which would dead-letter them all.
+pub(crate) fn discord_username(s: &str) -> Result<&str, Invalid> {
+    let name = s.trim();
+    let len = name.chars().count();
+    if len == 0 {
+        return Err(
+            "Discord refuses an empty username (remove the key to use the webhook's own name)"
+                .into(),
+        );
+    }
+    if len > DISCORD_USERNAME_MAX {
+        return Err(format!(
+            "Discord refuses a username longer than {DISCORD_USERNAME_MAX} characters (this one has {len})"
+        )
+        .into());
+    }
+    let lower = name.to_lowercase();
+    for word in ["discord", "clyde"] {
+        if lower.contains(word) {
+            return Err(format!("Discord refuses a username containing \"{word}\"").into());
+        }
+    }
+    Ok(name)
+}
+
 /// `whsec_` + base64 → the decoded bytes (Standard Webhooks style); anything else →
 /// its UTF-8 bytes. Base64 padding is optional, since secrets get copied without it.
 pub(crate) fn signing_key(s: &str) -> Result<SigningKey, Invalid> {

@@ -193,6 +193,9 @@ pub(crate) struct Tweet<'a> {
     /// `tweet_url` when it is an http(s) URL; else one built from a numeric `tweet_id`,
     /// so a message can still link to the tweet.
     pub url: Option<reqwest::Url>,
+    /// `https://x.com/NAME/status/ID` from a numeric `tweet_id`: a short link to the
+    /// same tweet, for when `url` (a `tweet_url` with a long query) is too long to link.
+    pub status_url: Option<reqwest::Url>,
     /// Which monitor or filter rule found the tweet.
     pub source: Option<Source<'a>>,
     /// `latency_ms` in words: "150 ms", "2.5 s".
@@ -234,9 +237,10 @@ impl<'a> Tweet<'a> {
             .filter(|a| is_x_handle(a))
             .and_then(|a| reqwest::Url::parse(&format!("https://x.com/{a}")).ok());
         let text = str_field(event, "tweet_text").filter(|t| !t.trim().is_empty());
+        let status_url = status_url(event, author);
         let url = str_field(event, "tweet_url")
             .and_then(web_url)
-            .or_else(|| status_url(event, author));
+            .or_else(|| status_url.clone());
         let source = scalar_field(event, "monitor_name")
             .or_else(|| scalar_field(event, "monitor_id"))
             .map(Source::Monitor)
@@ -256,6 +260,7 @@ impl<'a> Tweet<'a> {
             profile_url,
             text,
             url,
+            status_url,
             source,
             latency,
             published_at,

@@ -11,7 +11,9 @@
 //! timestamp    tweet_published_at
 //! ```
 //!
-//! plus `content` when the target has a `template`. `allowed_mentions` is always
+//! plus `content` when the target has a `template`, `thread_name` when it posts to a
+//! forum channel, and `flags` = SUPPRESS_NOTIFICATIONS when it is set to stay quiet.
+//! `allowed_mentions` is always
 //! `{"parse": []}`: whatever a tweet says (`@everyone`, `<@&role>`), nobody is pinged.
 //! Tweet text is otherwise left as written, with two exceptions: a masked link
 //! (`[text](url)`) is plain text on X, and on Discord it would hide where a link goes,
@@ -35,6 +37,14 @@ const DESCRIPTION_MAX: usize = 4_096;
 const FOOTER_MAX: usize = 2_048;
 const AUTHOR_NAME_MAX: usize = 256;
 const CONTENT_MAX: usize = 2_000;
+/// A thread's (forum post's) name.
+const THREAD_NAME_MAX: usize = 100;
+/// The title of a new forum post when the target's `thread_name` renders to nothing for
+/// an event: Discord refuses an empty one.
+const THREAD_NAME_FALLBACK: &str = "New tweet";
+/// The message flag SUPPRESS_NOTIFICATIONS (1 << 12): posted without push or desktop
+/// notifications.
+const SUPPRESS_NOTIFICATIONS: u64 = 1 << 12;
 /// Title, description, field names and values, footer text and author name, summed over
 /// all embeds of a message.
 const EMBED_TOTAL_MAX: usize = 6_000;
@@ -140,7 +150,37 @@ pub fn payload(event: &Map<String, Value>, opts: &DiscordOptions) -> Value {
     if let Some(avatar_url) = &opts.avatar_url {
         body.insert("avatar_url".into(), avatar_url.clone().into());
     }
+    if let Some(t) = &opts.thread_name {
+        body.insert("thread_name".into(), thread_name(t, event).into());
+    }
+    if opts.suppress_notifications {
+        body.insert("flags".into(), SUPPRESS_NOTIFICATIONS.into());
+    }
     Value::Object(body)
+}
+
+/// The title of the forum post a message opens: the target's `thread_name` filled in,
+/// on one line (a title has no line breaks), bidi overrides closed, cut to Discord's 100.
+/// Titles show no markdown and ping nobody, so nothing else needs defusing.
+fn thread_name(t: &crate::config::Template, event: &Map<String, Value>) -> String {
+    fn as_is(s: &str) -> Cow<'_, str> {
+        Cow::Borrowed(s)
+    }
+    let rendered = template::render(t, event, as_is);
+    let one_line = rendered.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.is_empty() {
+        return THREAD_NAME_FALLBACK.to_owned();
+    }
+    // Closed after the lines were joined (a line break no longer ends what it opened)
+    // and after the cut, with room kept for the closing characters.
+    let cut = truncate_chars(&one_line, THREAD_NAME_MAX);
+    let closers = close_bidi(&cut).chars().count() - cut.chars().count();
+    let cut = truncate_chars(&one_line, THREAD_NAME_MAX.saturating_sub(closers));
+    let name = close_bidi(&cut);
+    if name.trim().is_empty() {
+        return THREAD_NAME_FALLBACK.to_owned();
+    }
+    name.into_owned()
 }
 
 /// The webhook URL to POST to: `base` with `wait=true` (so Discord answers with the
@@ -519,6 +559,69 @@ mod tests {
         assert_eq!(
             content_safe("@everyone look [here](https://e.x) @here"),
             "@\u{200B}everyone look [here]\u{200B}(https://e.x) @\u{200B}here"
+        );
+    }
+
+    fn name_template(text: &str) -> crate::config::Template {
+        use crate::config::{Template, TemplatePart};
+        let parts = match text.split_once("{author_username}") {
+            Some((a, b)) => vec![
+                TemplatePart::Literal(a.into()),
+                TemplatePart::Field("author_username".into()),
+                TemplatePart::Literal(b.into()),
+            ],
+            None => vec![TemplatePart::Literal(text.into())],
+        };
+        Template { parts }
+    }
+
+    #[test]
+    fn thread_name_opens_a_forum_post_titled_from_the_event() {
+        let opts = DiscordOptions {
+            thread_name: Some(name_template("Tweet by @{author_username}")),
+            ..DiscordOptions::default()
+        };
+        let p = payload(
+            serde_json::json!({"author_username": "sama"})
+                .as_object()
+                .unwrap(),
+            &opts,
+        );
+        assert_eq!(p["thread_name"], "Tweet by @sama");
+        // One line, an override closed, cut to 100, never empty.
+        let event = serde_json::json!({"author_username": "a\nb \u{202E}c"});
+        let p = payload(event.as_object().unwrap(), &opts);
+        assert_eq!(p["thread_name"], "Tweet by @a b \u{202E}c\u{202C}");
+        let event = serde_json::json!({"author_username": "x".repeat(300)});
+        let name = payload(event.as_object().unwrap(), &opts)["thread_name"].clone();
+        assert_eq!(name.as_str().unwrap().chars().count(), THREAD_NAME_MAX);
+        let opts = DiscordOptions {
+            thread_name: Some(name_template("{author_username}")),
+            ..DiscordOptions::default()
+        };
+        assert_eq!(
+            payload(&Map::new(), &opts)["thread_name"],
+            THREAD_NAME_FALLBACK
+        );
+        // Without the option, no thread_name at all.
+        assert!(
+            payload(&Map::new(), &DiscordOptions::default())
+                .get("thread_name")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn suppress_notifications_sets_the_flag() {
+        let opts = DiscordOptions {
+            suppress_notifications: true,
+            ..DiscordOptions::default()
+        };
+        assert_eq!(payload(&Map::new(), &opts)["flags"], 4096);
+        assert!(
+            payload(&Map::new(), &DiscordOptions::default())
+                .get("flags")
+                .is_none()
         );
     }
 

@@ -12,8 +12,11 @@
 //! A tweet is hostile input. Slack reads `&`, `<` and `>` as control characters, so every
 //! tweet-derived string is escaped before it goes near mrkdwn: a tweet saying
 //! `<!channel>` shows those characters and pings no one. Text is cut to Slack's limits
-//! (3,000 characters a text object, 40,000 for `text`) without splitting an escape such
-//! as `&amp;` or a `<url|label>` link.
+//! (3,000 characters for every text object, 40,000 for `text`) without splitting an
+//! escape such as `&amp;` or a `<url|label>` link.
+//!
+//! `unfurl_links` and `unfurl_media` are always sent (false unless the target turns them
+//! on): the message already shows the tweet, and Slack's unfurled X card would repeat it.
 
 use std::borrow::Cow;
 
@@ -110,8 +113,22 @@ fn link_target(url: &reqwest::Url) -> String {
     escape(&url.as_str().replace('|', "%7C")).into_owned()
 }
 
-fn mrkdwn(text: impl Into<String>) -> Value {
-    json!({"type": "mrkdwn", "text": text.into()})
+/// A Block Kit `mrkdwn` text object, cut to [`TEXT_OBJECT_MAX`]: every text object of
+/// the message is made here, so none can exceed Slack's limit (Slack rejects the whole
+/// message with `invalid_blocks` if one does).
+fn mrkdwn(text: &str) -> Value {
+    json!({"type": "mrkdwn", "text": truncate_mrkdwn(text, TEXT_OBJECT_MAX)})
+}
+
+/// The "Open on X" link, to the tweet's own URL when the link fits in a text object,
+/// else to its short status URL. A URL cannot be cut without breaking it, so when
+/// neither fits (no tweet id, a name that long) there is no link.
+fn open_on_x(tweet: &Tweet) -> Option<String> {
+    [&tweet.url, &tweet.status_url]
+        .into_iter()
+        .flatten()
+        .map(|url| format!("<{}|Open on X>", link_target(url)))
+        .find(|link| link.chars().count() <= TEXT_OBJECT_MAX)
 }
 
 /// The incoming-webhook body for `event`.
@@ -158,26 +175,19 @@ pub fn payload(event: &Map<String, Value>, opts: &SlackOptions) -> Value {
             Some(url) => format!("*<{}|{author}>*", link_target(url)),
             None => format!("*{author}*"),
         };
-        blocks.push(json!({
-            "type": "section",
-            "text": mrkdwn(truncate_mrkdwn(&line, TEXT_OBJECT_MAX)),
-        }));
+        blocks.push(json!({"type": "section", "text": mrkdwn(&line)}));
     }
-    blocks.push(json!({
-        "type": "section",
-        "text": mrkdwn(truncate_mrkdwn(&body, TEXT_OBJECT_MAX)),
-    }));
+    blocks.push(json!({"type": "section", "text": mrkdwn(&body)}));
 
     let mut context = Vec::new();
-    if let Some(url) = &tweet.url {
-        context.push(mrkdwn(format!("<{}|Open on X>", link_target(url))));
+    if let Some(link) = open_on_x(&tweet) {
+        context.push(mrkdwn(&link));
     }
     if let Some((kind, name)) = &source {
-        let line = format!("{kind}: *{name}*");
-        context.push(mrkdwn(truncate_mrkdwn(&line, TEXT_OBJECT_MAX)));
+        context.push(mrkdwn(&format!("{kind}: *{name}*")));
     }
     if let Some(latency) = &tweet.latency {
-        context.push(mrkdwn(format!("Detected in {latency}")));
+        context.push(mrkdwn(&format!("Detected in {latency}")));
     }
     if !context.is_empty() {
         blocks.push(json!({"type": "context", "elements": context}));
@@ -198,6 +208,10 @@ pub fn payload(event: &Map<String, Value>, opts: &SlackOptions) -> Value {
             body.insert(key.into(), v.clone().into());
         }
     }
+    // Always sent, so Slack's own default (links unfurled) never applies: the message
+    // already shows the tweet, and an X card under it would show it twice.
+    body.insert("unfurl_links".into(), opts.unfurl_links.into());
+    body.insert("unfurl_media".into(), opts.unfurl_media.into());
     Value::Object(body)
 }
 
@@ -385,7 +399,7 @@ mod tests {
             username: Some("Tweets".into()),
             icon_emoji: Some(":bird:".into()),
             channel: Some("#alerts".into()),
-            template: None,
+            ..SlackOptions::default()
         };
         let p = payload(&event(json!({"tweet_text": "hi"})), &opts);
         assert_eq!(p["username"], "Tweets");
@@ -393,6 +407,87 @@ mod tests {
         assert_eq!(p["channel"], "#alerts");
         let p = payload(&event(json!({})), &SlackOptions::default());
         assert!(p.get("username").is_none() && p.get("channel").is_none());
+    }
+
+    /// Every Block Kit text object of `p`, as text.
+    fn text_objects(p: &Value) -> Vec<&str> {
+        let mut out = Vec::new();
+        for block in p["blocks"].as_array().unwrap() {
+            if let Some(t) = block.pointer("/text/text") {
+                out.push(t.as_str().unwrap());
+            }
+            for e in block["elements"].as_array().into_iter().flatten() {
+                out.push(e["text"].as_str().unwrap());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_text_object_is_cut_a_long_tweet_url_included() {
+        // A 5,014-character tweet_url made a 5,026-character context element.
+        let long_url = format!("https://x.com/a/status/1?{}", "q".repeat(4_989));
+        assert_eq!(long_url.len(), 5_014);
+        let p = payload(
+            &event(
+                json!({"tweet_url": long_url, "tweet_id": "1", "author_username": "a",
+                          "monitor_name": "m".repeat(5_000), "tweet_text": "&".repeat(5_000)}),
+            ),
+            &SlackOptions::default(),
+        );
+        let texts = text_objects(&p);
+        assert!(texts.len() >= 4, "{texts:?}");
+        for t in &texts {
+            assert!(
+                t.chars().count() <= TEXT_OBJECT_MAX,
+                "{}",
+                t.chars().count()
+            );
+        }
+        // The link is not cut (that would break it): it goes to the tweet's short URL.
+        assert!(texts.contains(&"<https://x.com/a/status/1|Open on X>"));
+
+        // With no short URL to fall back on, there is no link rather than a broken one.
+        let p = payload(
+            &event(
+                json!({"tweet_url": format!("https://x.com/a?{}", "q".repeat(5_000)),
+                          "latency_ms": 5}),
+            ),
+            &SlackOptions::default(),
+        );
+        let texts = text_objects(&p);
+        assert!(!texts.iter().any(|t| t.contains("Open on X")), "{texts:?}");
+        assert!(texts.contains(&"Detected in 5 ms"));
+    }
+
+    #[test]
+    fn a_tweet_url_that_fits_is_linked_as_it_is() {
+        let url = format!("https://x.com/a/status/1?{}", "q".repeat(2_900));
+        let p = payload(
+            &event(json!({"tweet_url": url, "tweet_id": "1"})),
+            &SlackOptions::default(),
+        );
+        assert!(text_objects(&p).contains(&format!("<{url}|Open on X>").as_str()));
+    }
+
+    #[test]
+    fn unfurling_is_always_set_and_off_by_default() {
+        let p = payload(
+            &event(json!({"tweet_text": "hi"})),
+            &SlackOptions::default(),
+        );
+        assert_eq!(p["unfurl_links"], false);
+        assert_eq!(p["unfurl_media"], false);
+        let opts = SlackOptions {
+            unfurl_links: true,
+            unfurl_media: true,
+            ..SlackOptions::default()
+        };
+        let p = payload(&event(json!({})), &opts);
+        assert_eq!(
+            (&p["unfurl_links"], &p["unfurl_media"]),
+            (&json!(true), &json!(true))
+        );
     }
 
     #[test]
