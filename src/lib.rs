@@ -34,6 +34,8 @@ pub mod config;
 pub mod delivery;
 pub mod demo;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod intake;
 pub mod outbox;
 pub mod rate_limit;

@@ -25,7 +25,7 @@ use crate::secret::Secret;
 use crate::shutdown::Shutdown;
 use crate::telemetry::error_chain;
 
-mod normalize;
+pub(crate) mod normalize;
 
 #[derive(Clone)]
 struct AppState {
@@ -114,11 +114,7 @@ async fn ingest(
             return rejection.into_response();
         }
     };
-    let signature = ["x-signature-256", "x-scrapebadger-signature"]
-        .iter()
-        .find_map(|h| headers.get(*h))
-        .and_then(|v| v.to_str().ok());
-    if !signature.is_some_and(|sig| verify(secret, &body, sig)) {
+    if !signature(&headers).is_some_and(|sig| verify(secret, &body, sig)) {
         tracing::warn!("Rejected an /ingest request: missing or wrong signature");
         return (StatusCode::UNAUTHORIZED, "bad signature\n").into_response();
     }
@@ -146,8 +142,16 @@ async fn store(s: &AppState, event: Event) -> Response {
     }
 }
 
+/// The signature header: `X-Signature-256`, or the older `X-ScrapeBadger-Signature`.
+pub(crate) fn signature(headers: &HeaderMap) -> Option<&str> {
+    ["x-signature-256", "x-scrapebadger-signature"]
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .and_then(|v| v.to_str().ok())
+}
+
 /// `sha256=<hex>` of HMAC-SHA256(secret, body), compared in constant time.
-fn verify(secret: &Secret, body: &[u8], header: &str) -> bool {
+pub(crate) fn verify(secret: &Secret, body: &[u8], header: &str) -> bool {
     let Some(hex) = header.trim().strip_prefix("sha256=") else {
         return false;
     };
@@ -161,7 +165,8 @@ fn verify(secret: &Secret, body: &[u8], header: &str) -> bool {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    // `from_str_radix` would also take a sign: `+f` is not hex.
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -202,6 +207,10 @@ mod tests {
         );
         assert!(!verify(&secret, body, "sha256=zz"));
         assert!(!verify(&secret, body, "sha256=abc"));
+        let signed = good.replacen("sha256=0", "sha256=+", 1);
+        if signed != good {
+            assert!(!verify(&secret, body, &signed), "a sign is not a hex digit");
+        }
         assert!(!verify(&secret, body, &good[..good.len() - 2]), "truncated");
     }
 }
