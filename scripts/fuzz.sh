@@ -58,8 +58,8 @@ for t in "${targets[@]}"; do
         result="CRASH: $(grep -o 'artifacts/[^ ]*' "$log" | tail -n 1)"
         failed+=("$t")
     fi
-    execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' || true)
-    rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | grep -o '[0-9]*$' || true)
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+    rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
     printf '%-12s %12s %8s %s\n' "$t" "${execs:-?}" "${rate:-?}" "$result" | tee -a logs/summary.txt
 done
 cat logs/summary.txt
