@@ -170,7 +170,12 @@ pub fn payload(event: &Map<String, Value>, opts: &SlackOptions) -> Value {
 
     let mut context = Vec::new();
     if let Some(url) = &tweet.url {
-        context.push(mrkdwn(format!("<{}|Open on X>", link_target(url))));
+        let link = format!("<{}|Open on X>", link_target(url));
+        // Cutting would break the URL, and a text object past the limit makes Slack refuse
+        // the whole message: a URL that long is left out.
+        if link.chars().count() <= TEXT_OBJECT_MAX {
+            context.push(mrkdwn(link));
+        }
     }
     if let Some((kind, name)) = &source {
         let line = format!("{kind}: *{name}*");
@@ -267,6 +272,26 @@ mod tests {
 
     fn event(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_url_too_long_for_a_text_object_is_left_out() {
+        let long = format!("https://x.com/a/status/1?q={}", "x".repeat(TEXT_OBJECT_MAX));
+        for (url, shown) in [(long, false), ("https://x.com/a/status/1".into(), true)] {
+            let p = payload(&event(json!({"tweet_url": url})), &SlackOptions::default());
+            let context = p["blocks"].as_array().unwrap().last().unwrap();
+            let texts = context["elements"].as_array().map_or(vec![], |e| {
+                e.iter()
+                    .map(|t| t["text"].as_str().unwrap().to_owned())
+                    .collect()
+            });
+            assert!(texts.iter().all(|t| t.chars().count() <= TEXT_OBJECT_MAX));
+            assert_eq!(
+                texts.iter().any(|t| t.contains("Open on X")),
+                shown,
+                "{url}"
+            );
+        }
     }
 
     #[test]
