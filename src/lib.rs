@@ -39,6 +39,8 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod shutdown;
 pub mod telemetry;
 // What the bench and the payload tests drive directly.

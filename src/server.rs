@@ -26,7 +26,7 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 use crate::telemetry::error_chain;
 
-mod normalize;
+pub(crate) mod normalize;
 
 /// What the server needs of the running bridge.
 #[derive(Clone)]
@@ -150,11 +150,7 @@ async fn ingest(
             return rejection.into_response();
         }
     };
-    let signature = ["x-signature-256", "x-scrapebadger-signature"]
-        .iter()
-        .find_map(|h| headers.get(*h))
-        .and_then(|v| v.to_str().ok());
-    if !signature.is_some_and(|sig| verify(secret, &body, sig)) {
+    if !signature(&headers).is_some_and(|sig| verify(secret, &body, sig)) {
         tracing::warn!("Rejected an /ingest request: missing or wrong signature");
         return (StatusCode::UNAUTHORIZED, "bad signature\n").into_response();
     }
@@ -184,8 +180,16 @@ async fn store(s: &AppState, event: Event) -> Response {
     }
 }
 
+/// The signature header: `X-Signature-256`, or the older `X-ScrapeBadger-Signature`.
+pub(crate) fn signature(headers: &HeaderMap) -> Option<&str> {
+    ["x-signature-256", "x-scrapebadger-signature"]
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .and_then(|v| v.to_str().ok())
+}
+
 /// `sha256=<hex>` of HMAC-SHA256(secret, body), compared in constant time.
-fn verify(secret: &Secret, body: &[u8], header: &str) -> bool {
+pub(crate) fn verify(secret: &Secret, body: &[u8], header: &str) -> bool {
     let Some(hex) = header.trim().strip_prefix("sha256=") else {
         return false;
     };
@@ -199,7 +203,8 @@ fn verify(secret: &Secret, body: &[u8], header: &str) -> bool {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    // `from_str_radix` would also take a sign: `+f` is not hex.
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -240,6 +245,10 @@ mod tests {
         );
         assert!(!verify(&secret, body, "sha256=zz"));
         assert!(!verify(&secret, body, "sha256=abc"));
+        let signed = good.replacen("sha256=0", "sha256=+", 1);
+        if signed != good {
+            assert!(!verify(&secret, body, &signed), "a sign is not a hex digit");
+        }
         assert!(!verify(&secret, body, &good[..good.len() - 2]), "truncated");
     }
 }

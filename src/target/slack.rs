@@ -312,6 +312,26 @@ mod tests {
     }
 
     #[test]
+    fn a_url_too_long_for_a_text_object_is_left_out() {
+        let long = format!("https://x.com/a/status/1?q={}", "x".repeat(TEXT_OBJECT_MAX));
+        for (url, shown) in [(long, false), ("https://x.com/a/status/1".into(), true)] {
+            let p = payload(&event(json!({"tweet_url": url})), &SlackOptions::default());
+            let context = p["blocks"].as_array().unwrap().last().unwrap();
+            let texts = context["elements"].as_array().map_or(vec![], |e| {
+                e.iter()
+                    .map(|t| t["text"].as_str().unwrap().to_owned())
+                    .collect()
+            });
+            assert!(texts.iter().all(|t| t.chars().count() <= TEXT_OBJECT_MAX));
+            assert_eq!(
+                texts.iter().any(|t| t.contains("Open on X")),
+                shown,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
     fn escape_only_the_three_control_characters() {
         assert_eq!(
             escape("<!channel> & <@U123> \"q\" 'a' é"),

@@ -46,7 +46,7 @@ mod handoff;
 mod health;
 mod keys;
 mod queue;
-mod record;
+pub(crate) mod record;
 mod store;
 
 #[cfg(test)]
