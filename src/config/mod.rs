@@ -14,6 +14,7 @@
 mod document;
 mod error;
 pub(crate) use error::closest;
+mod filter;
 mod interpolate;
 mod schema;
 mod summary;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use crate::secret::{Secret, SecretUrl};
 
 pub use error::{ConfigError, Diagnostic};
+pub use filter::{Comparison, Exclusion, Expected, FieldCondition, Number};
 
 /// The top-level event fields a Slack or Discord `template` may name as `{field}`.
 /// A placeholder outside this list is a config error, so a typo is caught by `check`
@@ -247,7 +249,7 @@ pub enum TemplatePart {
 }
 
 /// `[[routes]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RouteConfig {
     /// `name`, or `routes[N]` (0-based, file order) when absent.
     pub name: String,
@@ -261,6 +263,11 @@ pub struct RouteConfig {
     pub text: Option<regex::Regex>,
     /// Event types; default `["tweet.detected"]`.
     pub events: Vec<String>,
+    /// `where`: conditions on any field of the event by its dotted path, ANDed with each
+    /// other and the keys above. Empty: no condition.
+    pub fields: Vec<FieldCondition>,
+    /// `unless`: what excludes an event the conditions above let through.
+    pub unless: Option<Exclusion>,
     /// Indices into [`Config::targets`], without duplicates, in the order written.
     pub targets: Vec<usize>,
     pub stop: bool,
