@@ -54,6 +54,13 @@ struct Args {
     /// Seconds of the steady 200 events/s latency run [default: 20; 2 with --quick]
     #[arg(long)]
     latency_secs: Option<f64>,
+    /// Seconds per routing case [default: 1; 0.2 with --quick]
+    #[arg(long)]
+    routing_secs: Option<f64>,
+    /// Route counts of the routing cases (comma-separated); each count above 1 is also
+    /// run with `where` on half of its routes [default: 1,100,1000]
+    #[arg(long, value_delimiter = ',')]
+    routing_routes: Vec<usize>,
 }
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
@@ -92,6 +99,12 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(s) = args.latency_secs {
         opts.latency_secs = s.max(0.1);
+    }
+    if let Some(s) = args.routing_secs {
+        opts.routing_secs = s.max(0.01);
+    }
+    if !args.routing_routes.is_empty() {
+        opts.routing_routes = args.routing_routes.iter().map(|&n| n.max(1)).collect();
     }
 
     let runtime = tokio::runtime::Runtime::new()?;

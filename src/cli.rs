@@ -35,6 +35,10 @@ pub fn route(config: &Config, raw: Vec<u8>, out: &mut dyn Write) -> anyhow::Resu
         event.event_type(),
         event.fields().tweet_id.as_deref().unwrap_or("none")
     )?;
+    if !routing.excluded.is_empty() {
+        let excluded = names(&routing.excluded, &|i| config.routes[i].name.clone());
+        writeln!(out, "excluded by unless: {excluded}")?;
+    }
     if routing.targets.is_empty() {
         writeln!(
             out,

@@ -29,8 +29,8 @@ async fn the_bench_runs_and_reports_every_delivery() {
     println!("{table}");
     assert!(report.errors.is_empty(), "{:#?}", report.errors);
 
-    // Routing: each route count, and the parse row.
-    assert_eq!(report.routing.len(), 3);
+    // Routing: each route count, 100 again with `where` on half, and the parse row.
+    assert_eq!(report.routing.len(), 4);
     assert!(report.routing.iter().all(|r| r.events_per_s > 0.0));
 
     // Throughput: relay and ceiling, 1 and 3 targets, every delivery once, intact.

@@ -269,6 +269,19 @@ impl Report {
                 1_000_000.0,
             );
         }
+        if let Some(r) = self
+            .routing
+            .iter()
+            .find(|r| r.stage == "route-where" && r.routes == 100)
+        {
+            push(
+                "routing, 100 routes, where on 50".into(),
+                r.events_per_s,
+                "events/s",
+                ">=",
+                1_000_000.0,
+            );
+        }
         goals
     }
 
@@ -295,6 +308,7 @@ impl Report {
             for r in &self.routing {
                 let what = match r.stage {
                     "parse" => "Event::parse".to_string(),
+                    "route-where" => format!("route, {}, where on half", r.routes),
                     _ => format!("route, {} route(s)", r.routes),
                 };
                 let _ = writeln!(

@@ -5,11 +5,16 @@
 //! what configs hold: monitor names, monitor globs, author lists (with `@` and `*`), and
 //! text regexes, with targets spread over 8 targets; no `stop`, so every route is tried.
 //! The same loop also times `Event::parse` on the same events, for scale.
+//!
+//! The `route-where` rows run the same routes with a `where` added to every other one
+//! (three kinds: language and retweet flag, a follower range, a top-level latency bound),
+//! an eighth of them `where`-only so that every event's fields are read, on the same
+//! events carrying a `tweet_data` object as `/ingest` deliveries do.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use badger_relay::config::RouteConfig;
+use badger_relay::config::{Comparison, Expected, FieldCondition, Number, RouteConfig};
 use badger_relay::event::Event;
 use badger_relay::routes::Router;
 use bytes::Bytes;
@@ -68,12 +73,9 @@ pub fn routes(n: usize) -> Vec<RouteConfig> {
     let mut rng = fastrand::Rng::with_seed(42);
     let base = |i: usize| RouteConfig {
         name: format!("route-{i}"),
-        monitors: vec![],
-        authors: vec![],
-        text: None,
         events: vec!["tweet.detected".into()],
         targets: vec![i % TARGETS],
-        stop: false,
+        ..RouteConfig::default()
     };
     let regex = |rng: &mut fastrand::Rng| {
         let a = KEYWORDS[rng.usize(..KEYWORDS.len())];
@@ -125,9 +127,74 @@ pub fn routes(n: usize) -> Vec<RouteConfig> {
         .collect()
 }
 
+/// [`events`] with the full tweet under `tweet_data`, as `/ingest` deliveries carry it.
+pub fn ingested_events() -> Vec<Event> {
+    let mut rng = fastrand::Rng::with_seed(9);
+    let langs = ["en", "en", "en", "de", "ja", "es"];
+    events()
+        .iter()
+        .map(|e| {
+            let raw = std::str::from_utf8(e.raw()).expect("UTF-8");
+            let data = format!(
+                r#","tweet_data":{{"id":"{}","lang":"{}","is_retweet":{},"is_reply":{},"retweet_count":{},"author":{{"username":"x","followers_count":{},"verified":{}}},"entities":{{"hashtags":["ai","launch"],"urls":[]}}}}}}"#,
+                e.fields().tweet_id.as_deref().unwrap_or(""),
+                langs[rng.usize(..langs.len())],
+                rng.u8(..4) == 0,
+                rng.u8(..5) == 0,
+                rng.u32(..500),
+                rng.u32(..200_000),
+                rng.bool(),
+            );
+            let json = format!("{}{data}", &raw[..raw.len() - 1]);
+            Event::parse(Bytes::from(json)).expect("a valid event")
+        })
+        .collect()
+}
+
+/// [`routes`] with a `where` on every other route; every eighth is `where` only.
+pub fn routes_with_where(n: usize) -> Vec<RouteConfig> {
+    let field = |path: &str, any_of: Vec<Expected>| FieldCondition {
+        path: path.split('.').map(str::to_owned).collect(),
+        any_of,
+    };
+    let number = |ops: &[(Comparison, i64)]| {
+        Expected::Number(ops.iter().map(|&(op, n)| (op, Number::Int(n))).collect())
+    };
+    let mut routes = routes(n);
+    for (i, r) in routes.iter_mut().enumerate().filter(|(i, _)| i % 2 == 0) {
+        r.fields = match (i / 2) % 3 {
+            0 => vec![
+                field(
+                    "tweet_data.lang",
+                    vec![
+                        Expected::Pattern("en".into()),
+                        Expected::Pattern("de".into()),
+                    ],
+                ),
+                field("tweet_data.is_retweet", vec![Expected::Bool(false)]),
+            ],
+            1 => vec![field(
+                "tweet_data.author.followers_count",
+                vec![number(&[
+                    (Comparison::Gte, 1_000),
+                    (Comparison::Lt, 100_000),
+                ])],
+            )],
+            _ => vec![field("latency_ms", vec![number(&[(Comparison::Lte, 500)])])],
+        };
+        if i % 8 == 0 {
+            r.monitors.clear();
+            r.authors.clear();
+            r.text = None;
+        }
+    }
+    routes
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RoutingResult {
-    /// `parse` for the `Event::parse` row, else `route`.
+    /// `parse` for the `Event::parse` row, `route-where` for [`routes_with_where`],
+    /// else `route`.
     pub stage: &'static str,
     pub routes: usize,
     pub events_per_s: f64,
@@ -151,25 +218,41 @@ fn time_loop(budget: Duration, mut f: impl FnMut() -> usize) -> (f64, f64) {
     (events as f64 / secs, secs * 1e9 / events as f64)
 }
 
+/// Times `router` over `events`.
+fn time_router(
+    stage: &'static str,
+    n: usize,
+    router: &Router,
+    events: &[Event],
+    budget: Duration,
+) -> RoutingResult {
+    let matched: usize = events.iter().map(|e| router.route(e).targets.len()).sum();
+    let (events_per_s, ns_per_event) = time_loop(budget, || {
+        for e in events {
+            black_box(router.route(black_box(e)));
+        }
+        events.len()
+    });
+    RoutingResult {
+        stage,
+        routes: n,
+        events_per_s,
+        ns_per_event,
+        targets_per_event: matched as f64 / events.len() as f64,
+    }
+}
+
 pub fn run(route_counts: &[usize], budget: Duration) -> Vec<RoutingResult> {
     let events = events();
+    let ingested = ingested_events();
     let mut out = Vec::new();
     for &n in route_counts {
         let router = Router::new(&routes(n), TARGETS);
-        let matched: usize = events.iter().map(|e| router.route(e).targets.len()).sum();
-        let (events_per_s, ns_per_event) = time_loop(budget, || {
-            for e in &events {
-                black_box(router.route(black_box(e)));
-            }
-            events.len()
-        });
-        out.push(RoutingResult {
-            stage: "route",
-            routes: n,
-            events_per_s,
-            ns_per_event,
-            targets_per_event: matched as f64 / events.len() as f64,
-        });
+        out.push(time_router("route", n, &router, &events, budget));
+        if n > 1 {
+            let router = Router::new(&routes_with_where(n), TARGETS);
+            out.push(time_router("route-where", n, &router, &ingested, budget));
+        }
     }
     let raw: Vec<Bytes> = events.iter().map(|e| e.raw().clone()).collect();
     let (events_per_s, ns_per_event) = time_loop(budget, || {

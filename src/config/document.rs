@@ -70,6 +70,37 @@ impl<'a, 'i> Item<'a, 'i> {
         matches!(self.value, DeValue::Integer(_))
     }
 
+    pub fn is_boolean(&self) -> bool {
+        matches!(self.value, DeValue::Boolean(_))
+    }
+
+    pub fn is_array(&self) -> bool {
+        matches!(self.value, DeValue::Array(_))
+    }
+
+    pub fn is_table(&self) -> bool {
+        matches!(self.value, DeValue::Table(_))
+    }
+
+    /// The value of a TOML float (`nan` and `inf` included); `None` for anything else.
+    pub fn float(&self) -> Result<Option<f64>, Problem> {
+        match self.value {
+            DeValue::Float(f) => {
+                let text = f.as_str().replace('_', "");
+                let f = match text.as_str() {
+                    "inf" | "+inf" => f64::INFINITY,
+                    "-inf" => f64::NEG_INFINITY,
+                    "nan" | "+nan" | "-nan" => f64::NAN,
+                    _ => text
+                        .parse()
+                        .map_err(|_| self.problem("not a valid float"))?,
+                };
+                Ok(Some(f))
+            }
+            _ => Ok(None),
+        }
+    }
+
     pub fn integer(&self) -> Result<i64, Problem> {
         match self.value {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())

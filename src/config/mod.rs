@@ -15,6 +15,7 @@
 mod document;
 mod error;
 pub(crate) use error::closest;
+mod filter;
 mod interpolate;
 mod network;
 mod schema;
@@ -33,6 +34,7 @@ use crate::secret::{Secret, SecretUrl};
 use crate::tls::CaFile;
 
 pub use error::{ConfigError, Diagnostic};
+pub use filter::{Comparison, Exclusion, Expected, FieldCondition, Number};
 
 /// The top-level event fields a Slack or Discord `template` may name as `{field}`.
 /// A placeholder outside this list is a config error, so a typo is caught by `check`
@@ -305,7 +307,7 @@ pub enum TemplatePart {
 }
 
 /// `[[routes]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RouteConfig {
     /// `name`, or `routes[N]` (0-based, file order) when absent.
     pub name: String,
@@ -319,6 +321,11 @@ pub struct RouteConfig {
     pub text: Option<regex::Regex>,
     /// Event types; default `["tweet.detected"]`.
     pub events: Vec<String>,
+    /// `where`: conditions on any field of the event by its dotted path, ANDed with each
+    /// other and the keys above. Empty: no condition.
+    pub fields: Vec<FieldCondition>,
+    /// `unless`: what excludes an event the conditions above let through.
+    pub unless: Option<Exclusion>,
     /// Indices into [`Config::targets`], without duplicates, in the order written.
     pub targets: Vec<usize>,
     pub stop: bool,

@@ -14,6 +14,7 @@ use toml::de::DeTable;
 
 use super::document::{Item, Table, unknown_key};
 use super::error::{Problem, closest};
+use super::filter;
 use super::interpolate::Env;
 use super::network;
 use super::values::{self, Invalid};
@@ -74,7 +75,7 @@ const DISCORD_KEYS: &[&str] = &[
 ];
 const HTTP_KEYS: &[&str] = &["method", "headers", "signing_secret"];
 const ROUTE_KEYS: &[&str] = &[
-    "name", "monitors", "authors", "text", "events", "targets", "stop",
+    "name", "monitors", "authors", "text", "events", "where", "unless", "targets", "stop",
 ];
 
 const DEFAULT_SOURCE_URL: &str = "wss://scrapebadger.com/v1/twitter/stream";
@@ -590,18 +591,17 @@ fn route(
     let name = t.opt("name", |item| non_empty(item, env))?;
     let monitors = t.opt("monitors", |item| non_empty_strings(item, env))?;
     let authors = t.opt("authors", |item| non_empty_strings(item, env))?;
-    let text = t.opt("text", |item| {
-        let pattern = item.string(env)?;
-        // regex's message shows the pattern and a caret under the fault: a pattern is
-        // routing logic, not a secret.
-        regex::Regex::new(&pattern).map_err(|e| item.problem(format!("invalid regex: {e}")))
-    })?;
+    let text = t.opt("text", |item| text_regex(item, env))?;
     let events = t.opt("events", |item| {
         let events = non_empty_strings(item, env)?;
         if events.is_empty() {
             return Err(item.problem("an empty list matches no event (remove the key for the default, [\"tweet.detected\"])"));
         }
         Ok(events)
+    })?;
+    let fields = t.opt("where", |item| filter::where_table(item, env))?;
+    let unless = t.opt("unless", |item| {
+        filter::unless(item, env, non_empty_strings, text_regex)
     })?;
     let stop = t.opt("stop", Item::boolean)?;
 
@@ -631,9 +631,19 @@ fn route(
         authors: authors.unwrap_or_default(),
         text,
         events: events.unwrap_or_else(|| DEFAULT_EVENTS.iter().map(|e| e.to_string()).collect()),
+        fields: fields.unwrap_or_default(),
+        unless,
         targets: indices,
         stop: stop.unwrap_or(false),
     })
+}
+
+/// A route's (or an `unless`'s) `text`.
+fn text_regex(item: &Item, env: Env) -> Result<regex::Regex, Problem> {
+    let pattern = item.string(env)?;
+    // regex's message shows the pattern and a caret under the fault: a pattern is
+    // routing logic, not a secret.
+    regex::Regex::new(&pattern).map_err(|e| item.problem(format!("invalid regex: {e}")))
 }
 
 /// Reads a string and parses it with `f`, locating `f`'s complaint at the value.

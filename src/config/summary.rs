@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{
-    Config, DedupeMode, HttpMethod, RateLimit, RetryPolicy, RouteConfig, SourceConfig,
+    Config, DedupeMode, Exclusion, HttpMethod, RateLimit, RetryPolicy, RouteConfig, SourceConfig,
     TargetConfig, TargetKind,
 };
 use crate::secret::redact_url;
@@ -245,7 +245,13 @@ fn write_route(out: &mut String, r: &RouteConfig, targets: &[TargetConfig]) -> s
     if let Some(text) = &r.text {
         conditions.push(format!("text /{}/", text.as_str()));
     }
+    for field in &r.fields {
+        conditions.push(format!("where {field}"));
+    }
     conditions.push(format!("events {:?}", r.events));
+    if let Some(unless) = &r.unless {
+        conditions.push(format!("unless any of ({})", exclusion(unless)));
+    }
     let names: Vec<&str> = r
         .targets
         .iter()
@@ -259,6 +265,28 @@ fn write_route(out: &mut String, r: &RouteConfig, targets: &[TargetConfig]) -> s
         conditions.join(", "),
         names.join(", ")
     )
+}
+
+/// `authors ["*bot"]; text /giveaway/`: the conditions of an `unless`, any of which excludes.
+fn exclusion(u: &Exclusion) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if !u.monitors.is_empty() {
+        parts.push(format!("monitors {:?}", u.monitors));
+    }
+    if !u.authors.is_empty() {
+        parts.push(format!("authors {:?}", u.authors));
+    }
+    if let Some(text) = &u.text {
+        parts.push(format!("text /{}/", text.as_str()));
+    }
+    if !u.events.is_empty() {
+        parts.push(format!("events {:?}", u.events));
+    }
+    if !u.fields.is_empty() {
+        let fields: Vec<String> = u.fields.iter().map(ToString::to_string).collect();
+        parts.push(format!("where {}", fields.join(" and ")));
+    }
+    parts.join("; ")
 }
 
 fn retry(r: &RetryPolicy) -> String {

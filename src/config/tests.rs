@@ -1305,6 +1305,8 @@ fn the_shipped_example_config_parses() {
         panic!("slack")
     };
     assert!(o.unfurl_links && o.unfurl_media);
+    assert_eq!(config.routes[1].fields.len(), 3, "the where example");
+    assert!(config.routes[1].unless.is_some(), "the unless example");
 }
 
 // ---------------------------------------------------------------------------------
@@ -1393,4 +1395,226 @@ fn the_outbox_guards_default_to_64mib_free_and_no_cap_and_take_sizes() {
     );
     let e = error("[outbox]\nmax_size = 0\n");
     assert!(e.contains("outbox.max_size"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------
+// Routes: `where` and `unless`
+
+/// A route with `line` (TOML) after its targets, under one slack target `t`: the line
+/// is line 6 of the file.
+fn route_with(line: &str) -> String {
+    format!(
+        "{}[[routes]]\ntargets = [\"t\"]\n{line}\n",
+        slack_target("")
+    )
+}
+
+#[test]
+fn where_reads_paths_and_each_kind_of_value() {
+    let c = parse(&route_with(
+        r#"where = { "tweet_data.lang" = ["en", "${LANG:-de}"], "tweet_data.is_retweet" = false, "tweet_data.author.followers_count" = { gte = 1000, lt = 1e6 }, latency_ms = 150, score = [0.5, { lte = -2 }] }"#,
+    ));
+    let r = &c.routes[0];
+    let paths: Vec<String> = r.fields.iter().map(|f| f.path.join("/")).collect();
+    assert_eq!(
+        paths,
+        [
+            "tweet_data/lang",
+            "tweet_data/is_retweet",
+            "tweet_data/author/followers_count",
+            "latency_ms",
+            "score"
+        ],
+        "file order, split at the dots"
+    );
+    assert_eq!(
+        r.fields[0].any_of,
+        [
+            Expected::Pattern("en".into()),
+            Expected::Pattern("de".into())
+        ],
+        "strings are interpolated"
+    );
+    assert_eq!(r.fields[1].any_of, [Expected::Bool(false)]);
+    assert_eq!(
+        r.fields[2].any_of,
+        [Expected::Number(vec![
+            (Comparison::Gte, Number::Int(1000)),
+            (Comparison::Lt, Number::Float(1e6))
+        ])]
+    );
+    assert_eq!(
+        r.fields[3].any_of,
+        [Expected::Number(vec![(Comparison::Eq, Number::Int(150))])]
+    );
+    assert_eq!(
+        r.fields[4].any_of,
+        [
+            Expected::Number(vec![(Comparison::Eq, Number::Float(0.5))]),
+            Expected::Number(vec![(Comparison::Lte, Number::Int(-2))])
+        ]
+    );
+    assert!(r.unless.is_none());
+    assert!(
+        c.summary().contains(
+            "where tweet_data.lang = \"en\" or = \"de\", where tweet_data.is_retweet = false, where tweet_data.author.followers_count >= 1000 and < 1000000.0, where latency_ms = 150, where score = 0.5 or <= -2, events [\"tweet.detected\"] -> t"
+        ),
+        "{}",
+        c.summary()
+    );
+}
+
+#[test]
+fn unless_reads_the_route_condition_keys_and_events_has_no_default() {
+    let c = parse(&route_with(
+        r#"unless = { monitors = ["Spam*"], authors = ["*bot"], text = "(?i)giveaway", where = { "tweet_data.is_reply" = true } }"#,
+    ));
+    let u = c.routes[0].unless.as_ref().expect("an unless");
+    assert_eq!(u.monitors, ["Spam*"]);
+    assert_eq!(u.authors, ["*bot"]);
+    assert_eq!(u.text.as_ref().map(|r| r.as_str()), Some("(?i)giveaway"));
+    assert!(
+        u.events.is_empty(),
+        "no default: it must not exclude every tweet"
+    );
+    assert_eq!(u.fields[0].path, ["tweet_data", "is_reply"]);
+    assert_eq!(
+        c.routes[0].events,
+        ["tweet.detected"],
+        "the route keeps its own"
+    );
+    assert!(
+        c.summary().contains(
+            "unless any of (monitors [\"Spam*\"]; authors [\"*bot\"]; text /(?i)giveaway/; where tweet_data.is_reply = true) -> t"
+        ),
+        "{}",
+        c.summary()
+    );
+    let c = parse(&route_with(r#"unless = { events = ["monitor.paused"] }"#));
+    assert_eq!(
+        c.routes[0].unless.as_ref().unwrap().events,
+        ["monitor.paused"]
+    );
+}
+
+#[test]
+fn where_errors() {
+    let cases = [
+        (
+            r#"where = { "tweet_data.followers" = { gtx = 1 } }"#,
+            "relay.toml:6:38: routes[0].where.\"tweet_data.followers\".gtx: unknown operator: expected `gt`, `gte`, `lt` or `lte` (with a number) (did you mean `gt`?)",
+        ),
+        (
+            r#"where = { tweet_data.lang = "en" }"#,
+            "relay.toml:6:22: routes[0].where.tweet_data.lang: unknown operator: expected `gt`, `gte`, `lt` or `lte` (with a number); to name a nested field, quote the whole path, like \"tweet_data.lang\" = \"en\"",
+        ),
+        (
+            r#"where = { "tweet_data..lang" = "en" }"#,
+            "relay.toml:6:11: routes[0].where.\"tweet_data..lang\": a field path must not have an empty part (`..`): write object keys separated by dots, like \"tweet_data.author.followers_count\"",
+        ),
+        (
+            r#"where = { ".lang" = "en" }"#,
+            "relay.toml:6:11: routes[0].where.\".lang\": a field path must not start or end with a dot: write object keys separated by dots, like \"tweet_data.author.followers_count\"",
+        ),
+        (
+            r#"where = { "tweet_data." = "en" }"#,
+            "relay.toml:6:11: routes[0].where.\"tweet_data.\": a field path must not start or end with a dot: write object keys separated by dots, like \"tweet_data.author.followers_count\"",
+        ),
+        (
+            r#"where = { "" = "en" }"#,
+            "relay.toml:6:11: routes[0].where.\"\": an empty field path: write object keys separated by dots, like \"tweet_data.lang\"",
+        ),
+        (
+            r#"where = { count = { gte = "1000" } }"#,
+            "relay.toml:6:27: routes[0].where.count.gte: `gte` compares numbers: expected a number, found a string (write it without quotes)",
+        ),
+        (
+            r#"where = { count = { gt = "10*" } }"#,
+            "relay.toml:6:26: routes[0].where.count.gt: `gt` compares numbers, and `*` wildcards apply to strings only: expected a number, found a string",
+        ),
+        (
+            r#"where = { count = { lt = true } }"#,
+            "relay.toml:6:26: routes[0].where.count.lt: expected a number (`lt` compares numbers), found a boolean",
+        ),
+        (
+            r#"where = { count = { lt = nan } }"#,
+            "relay.toml:6:26: routes[0].where.count.lt: must be a finite number (not nan or inf)",
+        ),
+        (
+            r#"where = {}"#,
+            "relay.toml:6:9: routes[0].where: an empty table: name a field and its value, like { \"tweet_data.lang\" = \"en\" } (or remove the key)",
+        ),
+        (
+            r#"where = { count = {} }"#,
+            "relay.toml:6:19: routes[0].where.count: an empty table: write an operator and a number, like { gte = 1000 }",
+        ),
+        (
+            r#"where = { lang = [] }"#,
+            "relay.toml:6:18: routes[0].where.lang: an empty list matches no event: list the values to accept",
+        ),
+        (
+            r#"where = { lang = [["en"]] }"#,
+            "relay.toml:6:19: routes[0].where.lang[0]: a list of values cannot hold another list: write the values in one list",
+        ),
+        (
+            r#"where = { at = 2026-03-13 }"#,
+            "relay.toml:6:16: routes[0].where.at: expected a string, a number, true or false, a table like { gte = 1000 }, or a list of them, found a date-time",
+        ),
+        (
+            r#"where = "lang""#,
+            "relay.toml:6:9: routes[0].where: expected a table, found a string",
+        ),
+        (
+            r#"where = { lang = "${NOPE}" }"#,
+            "relay.toml:6:18: routes[0].where.lang: environment variable `NOPE` is not set (write `${NOPE:-default}` to give a default)",
+        ),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(error(&route_with(line)), expected, "{line}");
+    }
+}
+
+#[test]
+fn unless_errors() {
+    let cases = [
+        (
+            r#"unless = {}"#,
+            "relay.toml:6:10: routes[0].unless: an empty table excludes nothing: name what to exclude, like { authors = [\"*bot\"] } (or remove the key)",
+        ),
+        (
+            r#"unless = { author = ["x"] }"#,
+            "relay.toml:6:12: routes[0].unless.author: unknown key (did you mean `authors`?)",
+        ),
+        (
+            r#"unless = { targets = ["t"] }"#,
+            "relay.toml:6:12: routes[0].unless.targets: not a condition: `unless` takes `monitors`, `authors`, `text`, `events` and `where`",
+        ),
+        (
+            r#"unless = { events = [] }"#,
+            "relay.toml:6:21: routes[0].unless.events: an empty list excludes nothing (remove the key)",
+        ),
+        (
+            r#"unless = { authors = [""] }"#,
+            "relay.toml:6:23: routes[0].unless.authors[0]: must not be empty",
+        ),
+        (
+            r#"unless = { text = "giveaway(" }"#,
+            "relay.toml:6:19: routes[0].unless.text: invalid regex: regex parse error:\n    giveaway(\n            ^\nerror: unclosed group",
+        ),
+        (
+            r#"unless = { where = { n = { gte = "x" } } }"#,
+            "relay.toml:6:34: routes[0].unless.where.n.gte: `gte` compares numbers: expected a number, found a string (write it without quotes)",
+        ),
+        (
+            r#"unless = ["x"]"#,
+            "relay.toml:6:10: routes[0].unless: expected a table, found an array",
+        ),
+        (
+            r#"wher = { lang = "en" }"#,
+            "relay.toml:6:1: routes[0].wher: unknown key (did you mean `where`?)",
+        ),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(error(&route_with(line)), expected, "{line}");
+    }
 }

@@ -1,0 +1,496 @@
+//! Routing: which targets an event goes to.
+//!
+//! The rules of the contract, compiled once at start-up from `[[routes]]`:
+//! - a route's conditions are ANDed, the values in one list ORed; no condition matches all;
+//! - `monitors` matches `monitor_name`, `monitor_id`, `rule_tag` or `rule_id`, and
+//!   `authors` matches `author_username` with a leading `@` ignored on both sides, both
+//!   case-insensitively with `*` wildcards ([`pattern`]);
+//! - `text` is a regex on `tweet_text` (an event without text does not match it);
+//! - `events` lists event types, `["tweet.detected"]` by default;
+//! - `where` tests any field by its dotted path ([`filter`]): strings as patterns,
+//!   numbers with `gt`/`gte`/`lt`/`lte`, booleans exactly; a missing field, or one of
+//!   another JSON type, never matches;
+//! - `unless` excludes an event that any one of its conditions matches (its `events`
+//!   has no default: absent, it excludes no type);
+//! - routes are tried in file order, each match adds its targets, a matching route with
+//!   `stop = true` ends the walk; a target appears once however many routes name it.
+//!
+//! Files: this one holds the router and the route-by-route walk; [`pattern`] the `*`
+//! patterns and case folding; [`filter`] the `where` tests and the paths they read, which
+//! [`scan`] picks out of the event's bytes.
+
+mod filter;
+mod pattern;
+mod scan;
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
+use crate::config::{Exclusion, RouteConfig};
+use crate::event::Event;
+use filter::{FieldTest, Paths, Values};
+use pattern::{FOLD_INLINE, fold, fold_in, glob_match};
+
+/// The compiled routes.
+///
+/// Matching is organised so that 100 routes cost little more per event than a few: exact
+/// monitor and author patterns live in hash maps that say, per event, which routes they
+/// satisfy; event types become small integers; all `text` regexes run as one set; all
+/// `where` fields are read in one pass over the event. Only wildcard patterns are tried
+/// route by route.
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<Route>,
+    target_count: usize,
+    /// Every route's `text` regex (and every `unless` one) in one set: an event's text is
+    /// scanned once for all of them (lazily, only when a route gets as far as its text
+    /// condition), instead of once per route. `None` past regex's size limit: then each
+    /// route runs its own.
+    texts: Option<regex::RegexSet>,
+    /// The distinct event types routes name; a route holds indices into this list.
+    event_types: Vec<String>,
+    /// Exact folded monitor patterns, and the routes that name each.
+    monitor_index: HashMap<String, Vec<usize>>,
+    /// Exact folded author patterns (no `@`), and the routes that name each.
+    author_index: HashMap<String, Vec<usize>>,
+    /// Every path `where` names, anywhere: read from an event (once) only when a route
+    /// with `where` gets that far. Empty when no route has `where`.
+    paths: Paths,
+}
+
+#[derive(Debug, Clone)]
+struct Route {
+    monitors: Condition,
+    authors: Condition,
+    /// This route's regex, and its index in [`Router::texts`].
+    text: Option<(usize, regex::Regex)>,
+    /// Indices into [`Router::event_types`].
+    events: Vec<usize>,
+    /// `where`, ANDed; empty: no condition.
+    fields: Vec<FieldTest>,
+    /// `unless`: checked last, only for an event the route otherwise matches.
+    unless: Option<Unless>,
+    targets: Vec<usize>,
+    stop: bool,
+}
+
+/// A compiled `unless`: any one non-empty part excludes.
+#[derive(Debug, Clone)]
+struct Unless {
+    /// Folded patterns (exact ones too: no index, an `unless` is tried only for routes
+    /// that matched).
+    monitors: Vec<String>,
+    /// Folded patterns without `@`.
+    authors: Vec<String>,
+    /// The regex and its index in [`Router::texts`].
+    text: Option<(usize, regex::Regex)>,
+    /// Indices into [`Router::event_types`]; empty: no exclusion by type.
+    events: Vec<usize>,
+    /// Excludes when all of them hold; empty: no exclusion by field.
+    fields: Vec<FieldTest>,
+}
+
+/// A `monitors` or `authors` condition. Its exact patterns are in the router's index;
+/// what stays here are the wildcard ones.
+#[derive(Debug, Clone)]
+enum Condition {
+    /// No condition: any value, or none, matches.
+    Any,
+    /// Folded patterns with `*`.
+    Patterns { globs: Vec<String> },
+}
+
+/// A pattern as compared: folded, and without a leading `@` for authors.
+fn folded_pattern(raw: &str, strip_at: bool) -> String {
+    let raw = if strip_at {
+        raw.strip_prefix('@').unwrap_or(raw)
+    } else {
+        raw
+    };
+    fold(raw).into_owned()
+}
+
+/// Split one list of patterns into the index (exact) and the route's globs.
+fn condition(
+    patterns: &[String],
+    strip_at: bool,
+    route: usize,
+    index: &mut HashMap<String, Vec<usize>>,
+) -> Condition {
+    if patterns.is_empty() {
+        return Condition::Any;
+    }
+    let mut globs = Vec::new();
+    for raw in patterns {
+        let folded = folded_pattern(raw, strip_at);
+        if folded.contains('*') {
+            globs.push(folded);
+        } else {
+            let routes = index.entry(folded).or_default();
+            if routes.last() != Some(&route) {
+                routes.push(route);
+            }
+        }
+    }
+    Condition::Patterns { globs }
+}
+
+/// Which routes the exact patterns of an event's values satisfy: a bitset, on the stack
+/// for up to 256 routes.
+enum Hits {
+    Small([u64; 4]),
+    Large(Vec<u64>),
+}
+
+impl Hits {
+    fn of<'v>(
+        index: &HashMap<String, Vec<usize>>,
+        values: impl Iterator<Item = &'v str>,
+        routes: usize,
+    ) -> Hits {
+        let mut hits = Hits::Small([0; 4]);
+        if index.is_empty() {
+            return hits;
+        }
+        for value in values {
+            if let Some(found) = index.get(value) {
+                for &r in found {
+                    let words = match &mut hits {
+                        Hits::Small(words) if routes <= 256 => &mut words[..],
+                        Hits::Small(_) => {
+                            hits = Hits::Large(vec![0; routes.div_ceil(64)]);
+                            let Hits::Large(words) = &mut hits else {
+                                unreachable!()
+                            };
+                            &mut words[..]
+                        }
+                        Hits::Large(words) => &mut words[..],
+                    };
+                    words[r / 64] |= 1 << (r % 64);
+                }
+            }
+        }
+        hits
+    }
+
+    fn contains(&self, route: usize) -> bool {
+        let words = match self {
+            Hits::Small(words) => &words[..],
+            Hits::Large(words) => &words[..],
+        };
+        words
+            .get(route / 64)
+            .is_some_and(|w| w & (1 << (route % 64)) != 0)
+    }
+}
+
+/// The event's routed fields, folded once per event rather than once per route.
+struct Subject<'a> {
+    /// Index of the event's type in [`Router::event_types`]; `None`: no route wants it.
+    event_type: Option<usize>,
+    monitor_hits: Hits,
+    author_hits: Hits,
+    monitors: [Option<Cow<'a, str>>; 4],
+    author: Option<Cow<'a, str>>,
+    text: Option<&'a str>,
+    /// Which of the router's text regexes match, computed on first need.
+    text_matches: OnceCell<regex::SetMatches>,
+    /// The event's bytes, for `where`.
+    raw: &'a [u8],
+    /// The value at every `where` path, read on first need.
+    values: OnceCell<Values<'a>>,
+}
+
+/// Stack room for the folded monitor fields and author of one event.
+type FoldBuffers = [[u8; FOLD_INLINE]; 5];
+
+impl<'a> Subject<'a> {
+    fn new(event: &'a Event, router: &Router, buffers: &'a mut FoldBuffers) -> Self {
+        let f = event.fields();
+        let [b0, b1, b2, b3, b4] = buffers;
+        let field = |s: &'a Option<String>, buf| s.as_deref().map(|s| fold_in(s, buf));
+        let monitors = [
+            field(&f.monitor_name, b0),
+            field(&f.monitor_id, b1),
+            field(&f.rule_tag, b2),
+            field(&f.rule_id, b3),
+        ];
+        let author = f
+            .author_username
+            .as_deref()
+            .map(|a| fold_in(a.strip_prefix('@').unwrap_or(a), b4));
+        let n = router.routes.len();
+        Subject {
+            event_type: router
+                .event_types
+                .iter()
+                .position(|t| t == event.event_type()),
+            monitor_hits: Hits::of(
+                &router.monitor_index,
+                monitors.iter().flatten().map(|m| m.as_ref()),
+                n,
+            ),
+            author_hits: Hits::of(&router.author_index, author.iter().map(|a| a.as_ref()), n),
+            monitors,
+            author,
+            text: f.tweet_text.as_deref(),
+            text_matches: OnceCell::new(),
+            raw: event.raw(),
+            values: OnceCell::new(),
+        }
+    }
+
+    fn text_matches(
+        &self,
+        set: Option<&regex::RegexSet>,
+        (index, re): &(usize, regex::Regex),
+    ) -> bool {
+        let Some(text) = self.text else { return false };
+        match set {
+            Some(set) => self
+                .text_matches
+                .get_or_init(|| set.matches(text))
+                .matched(*index),
+            None => re.is_match(text),
+        }
+    }
+
+    /// Every one of `fields` holds.
+    fn fields_match(&self, paths: &Paths, fields: &[FieldTest]) -> bool {
+        let values = self.values.get_or_init(|| paths.read(self.raw));
+        fields.iter().all(|f| f.matches(values))
+    }
+}
+
+/// What a route is tried against: the event and the router's shared parts.
+struct Context<'s, 'a> {
+    subject: &'s Subject<'a>,
+    texts: Option<&'s regex::RegexSet>,
+    paths: &'s Paths,
+}
+
+/// Whether a route takes an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Match,
+    NoMatch,
+    /// Its conditions match, but its `unless` excludes the event.
+    Excluded,
+}
+
+impl Route {
+    fn verdict(&self, index: usize, cx: &Context<'_, '_>) -> Verdict {
+        let s = cx.subject;
+        if !s.event_type.is_some_and(|t| self.events.contains(&t)) {
+            return Verdict::NoMatch;
+        }
+        if let Condition::Patterns { globs } = &self.monitors {
+            let hit = s.monitor_hits.contains(index)
+                || s.monitors
+                    .iter()
+                    .flatten()
+                    .any(|v| globs.iter().any(|g| glob_match(g, v)));
+            if !hit {
+                return Verdict::NoMatch;
+            }
+        }
+        if let Condition::Patterns { globs } = &self.authors {
+            let hit = s.author_hits.contains(index)
+                || s.author
+                    .as_ref()
+                    .is_some_and(|a| globs.iter().any(|g| glob_match(g, a)));
+            if !hit {
+                return Verdict::NoMatch;
+            }
+        }
+        if !self.fields.is_empty() && !s.fields_match(cx.paths, &self.fields) {
+            return Verdict::NoMatch;
+        }
+        if let Some(text) = &self.text
+            && !s.text_matches(cx.texts, text)
+        {
+            return Verdict::NoMatch;
+        }
+        match &self.unless {
+            Some(unless) if unless.excludes(cx) => Verdict::Excluded,
+            _ => Verdict::Match,
+        }
+    }
+}
+
+impl Unless {
+    fn new<'c>(u: &'c Exclusion, r: &mut Compiler<'c>) -> Unless {
+        Unless {
+            monitors: u
+                .monitors
+                .iter()
+                .map(|p| folded_pattern(p, false))
+                .collect(),
+            authors: u.authors.iter().map(|p| folded_pattern(p, true)).collect(),
+            text: u.text.as_ref().map(|re| r.text(re)),
+            events: u.events.iter().map(|e| r.event_type(e)).collect(),
+            fields: u
+                .fields
+                .iter()
+                .map(|c| FieldTest::new(c, &mut r.paths))
+                .collect(),
+        }
+    }
+
+    fn excludes(&self, cx: &Context<'_, '_>) -> bool {
+        let s = cx.subject;
+        let any = |globs: &[String], value: Option<&str>| {
+            value.is_some_and(|v| globs.iter().any(|g| glob_match(g, v)))
+        };
+        s.event_type.is_some_and(|t| self.events.contains(&t))
+            || s.monitors.iter().any(|m| any(&self.monitors, m.as_deref()))
+            || any(&self.authors, s.author.as_deref())
+            || self
+                .text
+                .as_ref()
+                .is_some_and(|text| s.text_matches(cx.texts, text))
+            || (!self.fields.is_empty() && s.fields_match(cx.paths, &self.fields))
+    }
+}
+
+/// Targets already chosen for an event: bits on the stack for up to 256 targets.
+enum TargetSet {
+    Small([u64; 4]),
+    Large(Vec<bool>),
+}
+
+impl TargetSet {
+    fn new(n: usize) -> Self {
+        if n <= 256 {
+            TargetSet::Small([0; 4])
+        } else {
+            TargetSet::Large(vec![false; n])
+        }
+    }
+
+    /// True when `t` was not in the set yet.
+    fn insert(&mut self, t: usize) -> bool {
+        match self {
+            TargetSet::Small(bits) => {
+                let (word, bit) = (t / 64, 1u64 << (t % 64));
+                let new = bits[word] & bit == 0;
+                bits[word] |= bit;
+                new
+            }
+            TargetSet::Large(seen) => !std::mem::replace(&mut seen[t], true),
+        }
+    }
+}
+
+/// The outcome of routing one event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    /// Indices of the routes that matched, in file order.
+    pub routes: Vec<usize>,
+    /// Indices of the targets, each once, in the order routes named them.
+    pub targets: Vec<usize>,
+    /// Indices of the routes whose conditions matched but whose `unless` excluded the
+    /// event (tried before a `stop`), for `route` to say why a route did not take it.
+    pub excluded: Vec<usize>,
+}
+
+/// The shared parts being gathered while routes are compiled.
+#[derive(Default)]
+struct Compiler<'c> {
+    patterns: Vec<&'c str>,
+    event_types: Vec<String>,
+    paths: Paths,
+}
+
+impl<'c> Compiler<'c> {
+    /// A regex's entry for the set, and its index there.
+    fn text(&mut self, re: &'c regex::Regex) -> (usize, regex::Regex) {
+        self.patterns.push(re.as_str());
+        (self.patterns.len() - 1, re.clone())
+    }
+
+    fn event_type(&mut self, e: &str) -> usize {
+        match self.event_types.iter().position(|t| t == e) {
+            Some(p) => p,
+            None => {
+                self.event_types.push(e.to_owned());
+                self.event_types.len() - 1
+            }
+        }
+    }
+}
+
+impl Router {
+    pub fn new(routes: &[RouteConfig], target_count: usize) -> Router {
+        let mut c = Compiler::default();
+        let mut monitor_index = HashMap::new();
+        let mut author_index = HashMap::new();
+        let routes = routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Route {
+                monitors: condition(&r.monitors, false, i, &mut monitor_index),
+                authors: condition(&r.authors, true, i, &mut author_index),
+                text: r.text.as_ref().map(|re| c.text(re)),
+                events: r.events.iter().map(|e| c.event_type(e)).collect(),
+                fields: r
+                    .fields
+                    .iter()
+                    .map(|f| FieldTest::new(f, &mut c.paths))
+                    .collect(),
+                unless: r.unless.as_ref().map(|u| Unless::new(u, &mut c)),
+                targets: r.targets.clone(),
+                stop: r.stop,
+            })
+            .collect();
+        // Each pattern compiled on its own in the config; a set of them can still pass
+        // regex's size limit, and then each route checks its own regex.
+        let texts = regex::RegexSet::new(&c.patterns).ok();
+        Router {
+            routes,
+            target_count,
+            texts,
+            event_types: c.event_types,
+            monitor_index,
+            author_index,
+            paths: c.paths,
+        }
+    }
+
+    /// Walk the routes for one event.
+    pub fn route(&self, event: &Event) -> Routing {
+        let mut buffers = [[0; FOLD_INLINE]; 5];
+        let subject = Subject::new(event, self, &mut buffers);
+        let cx = Context {
+            subject: &subject,
+            texts: self.texts.as_ref(),
+            paths: &self.paths,
+        };
+        let mut out = Routing::default();
+        let mut seen = TargetSet::new(self.target_count);
+        for (i, route) in self.routes.iter().enumerate() {
+            match route.verdict(i, &cx) {
+                Verdict::NoMatch => continue,
+                Verdict::Excluded => {
+                    out.excluded.push(i);
+                    continue;
+                }
+                Verdict::Match => {}
+            }
+            out.routes.push(i);
+            for &t in &route.targets {
+                if seen.insert(t) {
+                    out.targets.push(t);
+                }
+            }
+            if route.stop {
+                break;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
