@@ -91,7 +91,9 @@ impl Config {
 pub struct Config {
     /// The file it was read from, for messages.
     pub path: PathBuf,
+    /// Where events come from: the stream.
     pub source: SourceConfig,
+    /// Where deliveries wait.
     pub outbox: OutboxConfig,
     /// `None` when the file has no `[server]` table: no HTTP server runs.
     pub server: Option<ServerConfig>,
@@ -127,7 +129,9 @@ pub struct SourceConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReconnectConfig {
+    /// The first wait after a dropped connection.
     pub initial: Duration,
+    /// The longest wait; an authentication error waits between half of it and it.
     pub max: Duration,
 }
 
@@ -154,7 +158,9 @@ pub struct OutboxConfig {
 /// When to try again and when to give up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
+    /// The wait after the first failure; it doubles after each one.
     pub initial: Duration,
+    /// The longest wait between two attempts.
     pub max: Duration,
     /// Dead-letter a delivery this long after it was enqueued. Default 24 h.
     pub max_age: Duration,
@@ -178,6 +184,7 @@ pub struct TargetConfig {
     pub name: String,
     /// The endpoint. Webhook URLs are secrets: they print redacted.
     pub url: SecretUrl,
+    /// The platform and the options only it takes.
     pub kind: TargetKind,
     /// Deliveries in flight at once. Default 1 for slack and discord, 4 for http.
     pub concurrency: usize,
@@ -197,7 +204,9 @@ pub struct TargetConfig {
 /// `count` requests per `per`: `"1/s"` is {1, 1 s}, `"5/2s"` is {5, 2 s}.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
+    /// Requests allowed per period (also the burst after a quiet spell).
     pub count: u32,
+    /// The period.
     pub per: Duration,
 }
 
@@ -233,9 +242,13 @@ pub enum OutboxBackend {
 
 #[derive(Debug, Clone, Default)]
 pub struct SlackOptions {
+    /// The name shown for the message (legacy webhooks only: app webhooks ignore it).
     pub username: Option<String>,
+    /// The icon shown for the message (legacy webhooks only).
     pub icon_emoji: Option<String>,
+    /// The channel to post to instead of the webhook's own (legacy webhooks only).
     pub channel: Option<String>,
+    /// The message text, replacing the built-in layout's tweet text.
     pub template: Option<Template>,
     /// Whether Slack may unfurl the links in the message. Default false: the message
     /// already shows the tweet, and an unfurled X card would show it a second time.
@@ -250,7 +263,9 @@ pub struct DiscordOptions {
     /// Checked against Discord's rules for webhook names at start-up, so a name Discord
     /// refuses is a config error rather than a dead letter per tweet.
     pub username: Option<String>,
+    /// The avatar shown for the message.
     pub avatar_url: Option<String>,
+    /// Post into this thread of the webhook's channel.
     pub thread_id: Option<String>,
     /// For a webhook of a forum (or media) channel: each tweet opens a new post with
     /// this title, `{field}` placeholders filled from the event. Discord refuses a
@@ -260,11 +275,13 @@ pub struct DiscordOptions {
     /// Send with Discord's SUPPRESS_NOTIFICATIONS flag: the message is posted, but
     /// nobody gets a push or desktop notification for it (a busy channel stays quiet).
     pub suppress_notifications: bool,
+    /// The embed's description, replacing the tweet text.
     pub template: Option<Template>,
 }
 
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
+    /// POST (the default) or PUT.
     pub method: HttpMethod,
     /// Configured headers, in file order. Values may hold tokens: they are secrets.
     pub headers: Vec<(String, Secret)>,
@@ -296,6 +313,7 @@ pub enum HttpMethod {
 /// A message text with `{field}` placeholders, split once at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
+    /// Literal text and `{field}` placeholders, in order, parsed once.
     pub parts: Vec<TemplatePart>,
 }
 
@@ -328,5 +346,6 @@ pub struct RouteConfig {
     pub unless: Option<Exclusion>,
     /// Indices into [`Config::targets`], without duplicates, in the order written.
     pub targets: Vec<usize>,
+    /// A match ends the walk: later routes are not tried.
     pub stop: bool,
 }

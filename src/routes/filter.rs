@@ -21,6 +21,7 @@ const INLINE: usize = 8;
 /// Every path the routes name, as a trie of object keys.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Paths {
+    /// The top-level object's keys.
     root: Node,
     /// How many distinct paths there are; ids run from 0 to `count - 1`.
     count: usize,
@@ -125,7 +126,9 @@ pub(super) enum Value<'a> {
 /// One `where` entry, compiled: the path's id and the values to accept.
 #[derive(Debug, Clone)]
 pub(super) struct FieldTest {
+    /// The path's id in [`Paths`].
     path: usize,
+    /// The values it accepts (a list in `where` is ORed).
     any_of: Vec<Expect>,
 }
 

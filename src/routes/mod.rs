@@ -41,7 +41,9 @@ use pattern::{FOLD_INLINE, fold, fold_in, glob_match};
 /// route by route.
 #[derive(Debug, Clone)]
 pub struct Router {
+    /// In file order.
     routes: Vec<Route>,
+    /// How many targets the config has: the size of a route's target set.
     target_count: usize,
     /// Every route's `text` regex (and every `unless` one) in one set: an event's text is
     /// scanned once for all of them (lazily, only when a route gets as far as its text
@@ -61,7 +63,9 @@ pub struct Router {
 
 #[derive(Debug, Clone)]
 struct Route {
+    /// `monitors`: exact patterns via [`Router::monitor_index`], wildcards here.
     monitors: Condition,
+    /// `authors`: likewise, via [`Router::author_index`].
     authors: Condition,
     /// This route's regex, and its index in [`Router::texts`].
     text: Option<(usize, regex::Regex)>,
@@ -71,7 +75,9 @@ struct Route {
     fields: Vec<FieldTest>,
     /// `unless`: checked last, only for an event the route otherwise matches.
     unless: Option<Unless>,
+    /// Indices into the config's targets.
     targets: Vec<usize>,
+    /// A match ends the walk.
     stop: bool,
 }
 
@@ -189,10 +195,15 @@ impl Hits {
 struct Subject<'a> {
     /// Index of the event's type in [`Router::event_types`]; `None`: no route wants it.
     event_type: Option<usize>,
+    /// The routes whose exact monitor patterns this event satisfies.
     monitor_hits: Hits,
+    /// The routes whose exact author patterns it satisfies.
     author_hits: Hits,
+    /// `monitor_name`, `monitor_id`, `rule_tag`, `rule_id`, folded.
     monitors: [Option<Cow<'a, str>>; 4],
+    /// `author_username`, folded, without `@`.
     author: Option<Cow<'a, str>>,
+    /// `tweet_text`, as it is (regexes carry their own flags).
     text: Option<&'a str>,
     /// Which of the router's text regexes match, computed on first need.
     text_matches: OnceCell<regex::SetMatches>,
@@ -265,8 +276,11 @@ impl<'a> Subject<'a> {
 
 /// What a route is tried against: the event and the router's shared parts.
 struct Context<'s, 'a> {
+    /// The event's folded fields.
     subject: &'s Subject<'a>,
+    /// The router's regex set.
     texts: Option<&'s regex::RegexSet>,
+    /// The router's `where` paths.
     paths: &'s Paths,
 }
 
@@ -398,8 +412,11 @@ pub struct Routing {
 /// The shared parts being gathered while routes are compiled.
 #[derive(Default)]
 struct Compiler<'c> {
+    /// Every `text` regex, in the order of the set.
     patterns: Vec<&'c str>,
+    /// The distinct event types.
     event_types: Vec<String>,
+    /// Every `where` path.
     paths: Paths,
 }
 

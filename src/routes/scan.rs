@@ -38,11 +38,13 @@ enum Stop {
 }
 
 struct Scanner<'a, 'v> {
+    /// The event's bytes.
     b: &'a [u8],
     /// The next byte to read.
     i: usize,
     /// Leaves not found yet: at zero the pass stops.
     left: usize,
+    /// Per path id: what was found.
     values: &'v mut [Value<'a>],
 }
 
