@@ -272,8 +272,11 @@ pub async fn outbox_stats(bin: &Path, dir: &Path) -> anyhow::Result<BTreeMap<Str
     let mut stats = BTreeMap::new();
     for line in text.lines().skip(1) {
         let cols: Vec<&str> = line.split_whitespace().collect();
-        if let [name, pending, dead, ..] = cols[..] {
-            stats.insert(name.to_string(), (pending.parse()?, dead.parse()?));
+        // Target rows only: the size line after the table has no counts.
+        if let [name, pending, dead, ..] = cols[..]
+            && let (Ok(pending), Ok(dead)) = (pending.parse(), dead.parse())
+        {
+            stats.insert(name.to_string(), (pending, dead));
         }
     }
     Ok(stats)

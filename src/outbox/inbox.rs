@@ -156,10 +156,27 @@ pub(crate) async fn run_intake<S: Outbox>(store: &S, end: IntakeEnd) {
                     acks.clear();
                     continue;
                 }
-                // Try again when the store takes events again, or in a second.
-                tokio::select! {
-                    _ = accepting.wait_for(|a| *a) => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                // Try again once the store takes events again (not before: after a write
+                // error sled still answers reads from memory, the failed batch's dedupe
+                // marks included, until the store has reopened it), or in a second when
+                // the store does not say it refuses.
+                if *accepting.borrow_and_update() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                } else {
+                    let grace = match closing {
+                        Some(at) => CLOSING_GRACE.saturating_sub(at.elapsed()),
+                        None => Duration::from_secs(24 * 3600),
+                    };
+                    let open_again = async {
+                        let _ = accepting.wait_for(|a| *a).await;
+                    };
+                    tokio::select! {
+                        _ = tokio::time::timeout(grace, open_again) => {}
+                        _ = &mut closed, if closing.is_none() => {
+                            closing = Some(tokio::time::Instant::now());
+                            rx.close();
+                        }
+                    }
                 }
             }
         }
