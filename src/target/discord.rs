@@ -219,14 +219,7 @@ pub(crate) fn render(
     url: &reqwest::Url,
     event: &Map<String, Value>,
 ) -> Result<super::Rendered, super::RenderError> {
-    let body =
-        serde_json::to_vec(&payload(event, opts)).map_err(|e| super::RenderError(e.to_string()))?;
-    Ok((
-        reqwest::Method::POST,
-        request_url(url, opts),
-        bytes::Bytes::from(body),
-        reqwest::header::HeaderMap::new(),
-    ))
+    super::post_json(request_url(url, opts), &payload(event, opts))
 }
 
 /// Discord's answer: the generic HTTP reading, with the 429 body's precise `retry_after`,

@@ -326,6 +326,20 @@ impl Target {
     }
 }
 
+/// A chat platform's request: its JSON payload POSTed to `url`.
+pub(crate) fn post_json(
+    url: reqwest::Url,
+    payload: &serde_json::Value,
+) -> Result<Rendered, RenderError> {
+    let body = serde_json::to_vec(payload).map_err(|e| RenderError(e.to_string()))?;
+    Ok((
+        reqwest::Method::POST,
+        url,
+        Bytes::from(body),
+        HeaderMap::new(),
+    ))
+}
+
 fn parse_object(event: &Bytes) -> Result<serde_json::Map<String, serde_json::Value>, RenderError> {
     serde_json::from_slice(event).map_err(|e| RenderError(e.to_string()))
 }

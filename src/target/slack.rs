@@ -221,14 +221,7 @@ pub(crate) fn render(
     url: &reqwest::Url,
     event: &Map<String, Value>,
 ) -> Result<super::Rendered, super::RenderError> {
-    let body =
-        serde_json::to_vec(&payload(event, opts)).map_err(|e| super::RenderError(e.to_string()))?;
-    Ok((
-        reqwest::Method::POST,
-        url.clone(),
-        bytes::Bytes::from(body),
-        reqwest::header::HeaderMap::new(),
-    ))
+    super::post_json(url.clone(), &payload(event, opts))
 }
 
 /// Slack's answer: the generic HTTP reading, plus advice for its permanent errors.
