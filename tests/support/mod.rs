@@ -21,6 +21,7 @@
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod nats;
 pub mod process;
 pub mod receiver;
 pub mod relay;

@@ -1,0 +1,185 @@
+//! The connection to NATS: authentication, the server version (2.11 or newer) and
+//! JetStream. A problem the config causes (credentials refused, no JetStream, an old
+//! server) ends start-up with exit code 2; a server that is down is waited for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{ConnectErrorKind, ConnectOptions, Event};
+use tokio::sync::watch;
+
+use crate::cli::UsageError;
+use crate::config::{NatsAuth, NatsConfig};
+use crate::telemetry::Metrics;
+
+/// The oldest server with what this backend relies on (pinned consumers, consumer
+/// pause, and config fields an older one would silently ignore).
+const MIN_VERSION: (u64, u64) = (2, 11);
+
+/// Connect, waiting with backoff while no server answers. Keeps `connected` and the
+/// `engine_connected` gauge up to date for the life of the client.
+pub(super) async fn connect(
+    config: &NatsConfig,
+    connected: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<async_nats::Client> {
+    // A credentials file that cannot be read is a config problem: say so before waiting.
+    options(config).await?;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match try_connect(config, connected.clone(), metrics.clone()).await {
+            Ok(client) => {
+                connected.send_replace(true);
+                metrics.engine_connected.set(1);
+                check_server(&client, config).await?;
+                return Ok(client);
+            }
+            Err(e) if is_config_problem(e.kind()) => {
+                return Err(UsageError(format!(
+                    "NATS refused the connection ({}): check [outbox.nats] credentials, token or user/password",
+                    e.kind()
+                ))
+                .into());
+            }
+            Err(e) => {
+                tracing::warn!(servers = %servers(config), error = %e, retry_in_ms = delay.as_millis() as u64, "Cannot reach NATS; trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// The configured servers, printable (no user info).
+pub(super) fn servers(config: &NatsConfig) -> String {
+    let urls: Vec<String> = config.urls.iter().map(|u| u.redacted()).collect();
+    urls.join(",")
+}
+
+fn is_config_problem(kind: ConnectErrorKind) -> bool {
+    matches!(
+        kind,
+        ConnectErrorKind::Authentication
+            | ConnectErrorKind::AuthorizationViolation
+            | ConnectErrorKind::ServerParse
+    )
+}
+
+/// The connect options from the config, with the connection watch as event callback.
+pub(super) async fn options(config: &NatsConfig) -> anyhow::Result<ConnectOptions> {
+    let options =
+        match &config.auth {
+            NatsAuth::None => ConnectOptions::new(),
+            NatsAuth::Credentials(path) => ConnectOptions::with_credentials_file(path)
+                .await
+                .map_err(|e| {
+                    UsageError(format!(
+                        "[outbox.nats] credentials: cannot read the credentials file {}: {e}",
+                        path.display()
+                    ))
+                })?,
+            NatsAuth::Token(token) => ConnectOptions::with_token(token.expose().to_owned()),
+            NatsAuth::UserPassword { user, password } => {
+                ConnectOptions::with_user_and_password(user.clone(), password.expose().to_owned())
+            }
+        };
+    Ok(options
+        .name("badger-relay")
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(None))
+}
+
+async fn try_connect(
+    config: &NatsConfig,
+    connected: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let options = match options(config).await {
+        Ok(o) => o,
+        Err(e) => {
+            // Only an unreadable credentials file fails here: report it as a config error.
+            tracing::error!(error = %e, "Cannot use the NATS credentials");
+            return Err(async_nats::ConnectError::new(
+                ConnectErrorKind::Authentication,
+            ));
+        }
+    };
+    let urls: Vec<String> = config
+        .urls
+        .iter()
+        .map(|u| u.0.expose().to_owned())
+        .collect();
+    options
+        .event_callback(move |event| {
+            let connected = connected.clone();
+            let metrics = metrics.clone();
+            async move {
+                match event {
+                    Event::Connected => {
+                        tracing::info!("Connected to NATS");
+                        connected.send_replace(true);
+                        metrics.engine_connected.set(1);
+                    }
+                    Event::Disconnected => {
+                        tracing::warn!(
+                            "Disconnected from NATS; events wait in the spool until it is back"
+                        );
+                        connected.send_replace(false);
+                        metrics.engine_connected.set(0);
+                    }
+                    other => tracing::debug!(event = %other, "NATS client event"),
+                }
+            }
+        })
+        .connect(urls.as_slice())
+        .await
+}
+
+/// The server is new enough and has JetStream.
+async fn check_server(client: &async_nats::Client, config: &NatsConfig) -> anyhow::Result<()> {
+    let version = client.server_info().version;
+    if !at_least(&version, MIN_VERSION) {
+        return Err(UsageError(format!(
+            "NATS server {} ({}) is too old: badger-relay needs nats-server {}.{} or newer",
+            version,
+            servers(config),
+            MIN_VERSION.0,
+            MIN_VERSION.1
+        ))
+        .into());
+    }
+    let js = async_nats::jetstream::new(client.clone());
+    if let Err(e) = js.query_account().await {
+        return Err(UsageError(format!(
+            "JetStream is not available on the NATS server at {} ({e}): start nats-server with JetStream enabled (-js, or `jetstream {{}}` in its config) and give the account JetStream access",
+            servers(config)
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Whether `version` ("2.15.1", "2.11.0-beta.2") is at least `min`.
+fn at_least(version: &str, min: (u64, u64)) -> bool {
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= min
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_by_major_and_minor() {
+        assert!(at_least("2.15.1", (2, 11)));
+        assert!(at_least("2.11.0-beta.2", (2, 11)));
+        assert!(at_least("3.0.0", (2, 11)));
+        assert!(!at_least("2.9.10", (2, 11)));
+        assert!(!at_least("2.10.24", (2, 11)));
+        assert!(!at_least("", (2, 11)));
+    }
+}
