@@ -135,18 +135,24 @@ async fn a_replica_killed_mid_burst_loses_nothing_and_repeats_at_most_its_in_fli
         &format!("concurrency = {concurrency}"),
     );
     let (mut a, _b) = two_replicas(&config, &stream).await;
+    // Each post takes 30 ms, so both replicas hold deliveries in flight mid-burst.
+    hook.stall_for(Duration::from_millis(30));
 
     let tweets = ids(0..300);
-    for (i, id) in tweets.iter().enumerate() {
+    for id in &tweets {
         stream.send_event(&tweet_event(id));
-        if i == 150 {
-            a.kill();
-        }
     }
+    hook.wait_until("100 deliveries", LONG, |reqs| reqs.len() >= 100)
+        .await;
+    a.kill();
+    let killed = std::time::Instant::now();
     hook.wait_for_tweet_ids(&set_of(&tweets), LONG).await;
+    let taken_over = killed.elapsed();
     let counts = counts(&hook);
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
-    eprintln!("duplicates after kill -9 of one replica: {duplicates}");
+    eprintln!(
+        "kill -9 of one replica mid-burst: {duplicates} duplicates, all delivered {taken_over:.1?} after the kill (ack_wait 4s)"
+    );
     assert_eq!(counts.len(), tweets.len());
     assert!(
         duplicates <= concurrency,
@@ -195,6 +201,68 @@ async fn nats_killed_and_restarted_while_events_arrive_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_stopped_with_sigstop_while_events_arrive_loses_nothing() {
+    let nats = NatsServer::start();
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    let config = replica_config(&stream, &nats, &hook, "concurrency = 2");
+    let relay = Relay::start_connected(&config, &stream).await;
+    let http = Http::of(&relay).await;
+    http.wait_for_status("/readyz", 200, DEADLINE).await;
+
+    nats.pause(true);
+    let during = ids(0..30);
+    for id in &during {
+        stream.send_event(&tweet_event(id));
+    }
+    // The TCP connection stays open; the probe notices that JetStream does not answer.
+    http.wait_for_status("/readyz", 503, DEADLINE).await;
+    let m = http.metrics().await;
+    assert!(
+        m.get("badger_relay_spool_pending").unwrap_or(0.0) > 0.0,
+        "{}",
+        m.0
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        hook.requests().is_empty(),
+        "nothing can be delivered while NATS hangs"
+    );
+    nats.pause(false);
+    hook.wait_for_tweet_ids(&set_of(&during), LONG).await;
+    http.wait_for_status("/readyz", 200, DEADLINE).await;
+    let counts = counts(&hook);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_held_longer_than_ack_wait_stays_with_its_replica() {
+    // 1 request per 3 s and concurrency 3: the third delivery waits ~6 s at the rate
+    // limiter, longer than ack_wait (4 s); in-progress signals keep it from being
+    // handed out again (which would post it twice).
+    let nats = NatsServer::start();
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    let config = replica_config(
+        &stream,
+        &nats,
+        &hook,
+        "concurrency = 3\nrate_limit = \"1/3s\"",
+    );
+    let _relay = Relay::start_connected(&config, &stream).await;
+    let tweets = ids(0..3);
+    for id in &tweets {
+        stream.send_event(&tweet_event(id));
+    }
+    hook.wait_for_tweet_ids(&set_of(&tweets), LONG).await;
+    // A redelivery after ack_wait would land within another 3 s slot.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let counts = counts(&hook);
+    assert!(counts.values().all(|n| *n == 1), "posted twice: {counts:?}");
+    assert_eq!(hook.requests().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_one_keeps_arrival_order_across_two_replicas() {
     let nats = NatsServer::start();
     let stream = StreamServer::start().await;
@@ -232,9 +300,15 @@ async fn a_404_is_dead_lettered_listed_and_retried_by_the_cli_while_replicas_run
     let hook = Receiver::start().await;
     hook.script(vec![Reply::status(404)]);
     let config = replica_config(&stream, &nats, &hook, "concurrency = 1");
-    let (a, _b) = two_replicas(&config, &stream).await;
+    let (a, b) = two_replicas(&config, &stream).await;
     stream.send_event(&tweet_event("740001"));
-    a.wait_for_log("dead-lettered", LONG).await;
+    // Whichever replica buried it, both show the target's dead letter in the gauge.
+    for relay in [&a, &b] {
+        Http::of(relay)
+            .await
+            .wait_for_metrics(&[("badger_relay_outbox_dead{target=\"hook\"}", 1.0)], LONG)
+            .await;
+    }
 
     let listed = outbox(&a, &["list", "--dead"]).await;
     listed.assert_code(0);

@@ -169,6 +169,72 @@ fn at_least(version: &str, min: (u64, u64)) -> bool {
     (major, minor) >= min
 }
 
+/// How often the engine is probed (a JetStream account request) and the gauges read.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Keep `connected` true only while JetStream answers: a server that hangs (SIGSTOP, a
+/// partition) keeps the TCP connection open, so the client's own events do not say
+/// it. Also refresh the pending and dead gauges from the streams, every 5 probes.
+pub(super) async fn watch_health(s: std::sync::Arc<super::Shared>) {
+    let mut shutdown = s.shutdown.clone();
+    let mut round = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PROBE_EVERY) => {}
+            _ = shutdown.wait() => return,
+        }
+        let up = matches!(
+            tokio::time::timeout(Duration::from_secs(2), s.js.query_account()).await,
+            Ok(Ok(_))
+        );
+        if *s.connected.borrow() != up {
+            if up {
+                tracing::info!("JetStream answers again");
+            } else {
+                tracing::warn!("JetStream does not answer; events wait in the spool until it does");
+            }
+            s.connected.send_replace(up);
+            s.metrics.engine_connected.set(i64::from(up));
+        }
+        round += 1;
+        if up && round % 5 == 1 {
+            refresh_gauges(&s).await;
+        }
+    }
+}
+
+/// The pending and dead gauges from the consumers and the dead-letter stream (shared by
+/// every replica, so every replica shows the target's totals).
+async fn refresh_gauges(s: &super::Shared) {
+    let Ok(stream) = s.js.get_stream(&s.names.stream).await else {
+        return;
+    };
+    for (index, (name, _)) in s.targets.iter().enumerate() {
+        if let Ok(info) = stream.consumer_info(super::names::consumer(name)).await {
+            let pending = info.num_pending + info.num_ack_pending as u64;
+            s.metrics.target(index).pending.set(pending as i64);
+        }
+    }
+    let Ok(dead) = s.js.get_stream(&s.names.dead).await else {
+        return;
+    };
+    let Ok(mut subjects) = dead.info_with_subjects(">").await else {
+        return;
+    };
+    let mut counts = std::collections::HashMap::new();
+    use futures_util::StreamExt as _;
+    while let Some(Ok((subject, n))) = subjects.next().await {
+        counts.insert(subject, n);
+    }
+    for (index, (name, _)) in s.targets.iter().enumerate() {
+        let n = counts
+            .get(&s.names.dead_subject(name))
+            .copied()
+            .unwrap_or(0);
+        s.metrics.target(index).dead_letters.set(n as i64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

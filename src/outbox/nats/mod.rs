@@ -158,6 +158,7 @@ impl NatsOutbox {
         });
         let outbox = NatsOutbox { shared };
         tokio::spawn(publish::run(outbox.shared.clone()));
+        tokio::spawn(connect::watch_health(outbox.shared.clone()));
         Ok(outbox)
     }
 
