@@ -267,6 +267,9 @@ async fn concurrency_one_keeps_arrival_order_across_two_replicas() {
     let nats = NatsServer::start();
     let stream = StreamServer::start().await;
     let hook = Receiver::start().await;
+    // The first attempt fails: the retry (a NAK with delay) still holds the target's
+    // one slot, so nothing overtakes it.
+    hook.script(vec![Reply::status(503)]);
     let config = replica_config(&stream, &nats, &hook, "concurrency = 1");
     let (_a, _b) = two_replicas(&config, &stream).await;
     let tweets = ids(0..40);
