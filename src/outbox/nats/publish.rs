@@ -140,6 +140,10 @@ async fn publish_round(s: &Shared, batch: &[(u64, Spooled)]) -> Result<(), Strin
     s.metrics.spool_pending.add(-(seqs.len() as i64));
     {
         let mut map = s.duplicates.lock().unwrap_or_else(|e| e.into_inner());
+        // Entries of events whose `enqueue` stopped waiting are never taken: bound them.
+        if map.len() > 10_000 {
+            map.clear();
+        }
         for (seq, index) in duplicates {
             map.entry(seq).or_default().push(index);
         }

@@ -83,7 +83,8 @@ impl Spool {
                 seqs.push(None);
                 continue;
             }
-            let seq = self.db.generate_id().map_err(|e| self.storage(e))?;
+            // From 1: the publisher's watermark 0 means "nothing published yet".
+            let seq = self.db.generate_id().map_err(|e| self.storage(e))? + 1;
             let spooled = Spooled {
                 deliveries: routed
                     .deliveries
