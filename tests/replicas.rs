@@ -344,6 +344,38 @@ async fn a_404_is_dead_lettered_listed_and_retried_by_the_cli_while_replicas_run
     assert!(purged.stdout.contains('0'), "{}", purged.all());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_losing_the_stream_leader_mid_burst_loses_nothing() {
+    let mut cluster = support::nats::NatsCluster::start().await;
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    let mut config = replica_config(&stream, &cluster.nodes[0], &hook, "concurrency = 4");
+    config.outbox_extra = format!(
+        "backend = \"nats\"\n[outbox.nats]\nurls = {}\nreplicas = 3\nack_wait = \"4s\"\n",
+        cluster.urls_toml()
+    );
+    let (_a, _b) = two_replicas(&config, &stream).await;
+    let leader = cluster.stream_leader("BADGER_RELAY", DEADLINE).await;
+
+    let tweets = ids(0..200);
+    for (i, id) in tweets.iter().enumerate() {
+        stream.send_event(&tweet_event(id));
+        if i == 60 {
+            cluster.nodes[leader].kill();
+        }
+    }
+    let start = std::time::Instant::now();
+    hook.wait_for_tweet_ids(&set_of(&tweets), LONG).await;
+    let counts = counts(&hook);
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    eprintln!(
+        "stream leader n{leader} killed mid-burst: all {} delivered {:.1?} after the burst, {duplicates} duplicates",
+        tweets.len(),
+        start.elapsed()
+    );
+    assert_eq!(counts.len(), tweets.len());
+}
+
 /// Runs `run` on `config` and waits for it to exit; its code and logs.
 async fn run_to_exit(config: &RelayConfig) -> (Option<i32>, String) {
     let mut relay = Relay::start(config);

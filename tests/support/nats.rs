@@ -36,6 +36,8 @@ pub struct NatsServer {
     args: Vec<String>,
     /// The running process.
     child: Option<Child>,
+    /// The monitoring port when fixed by the caller (`-m PORT` in `args`).
+    monitor: Option<u16>,
 }
 
 impl NatsServer {
@@ -55,6 +57,7 @@ impl NatsServer {
             port: 0,
             args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
+            monitor: None,
         };
         server.spawn();
         server
@@ -68,8 +71,11 @@ impl NatsServer {
             self.port.to_string()
         };
         let mut cmd = Command::new(bin());
-        cmd.args(&self.args)
-            .args(["-a", "127.0.0.1", "-p", &port, "-m", "-1", "-sd"])
+        cmd.args(&self.args).args(["-a", "127.0.0.1", "-p", &port]);
+        if !self.args.iter().any(|a| a == "-m") {
+            cmd.args(["-m", "-1"]);
+        }
+        cmd.arg("-sd")
             .arg(&store)
             .arg("--ports_file_dir")
             .arg(self.dir.path())
@@ -156,5 +162,131 @@ fn wait_accepting(port: u16) {
             "nats-server does not accept on port {port} within 10 s"
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A free loopback port (bound, then released: cluster routes need their ports first).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A 3-node JetStream cluster on loopback, each node with its own store dir.
+pub struct NatsCluster {
+    /// The nodes, `n0`..`n2`.
+    pub nodes: Vec<NatsServer>,
+    /// Each node's monitoring port, for `/jsz`.
+    monitors: Vec<u16>,
+}
+
+impl NatsCluster {
+    /// Starts the nodes and waits until each says JetStream is healthy (`/healthz`).
+    pub async fn start() -> NatsCluster {
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let monitors: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let all_routes = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = (0..3)
+            .map(|i| {
+                let name = format!("n{i}");
+                let cluster = format!("nats://127.0.0.1:{}", routes[i]);
+                let monitor = monitors[i].to_string();
+                let mut server = NatsServer::start_with(&[
+                    "-js",
+                    "-n",
+                    &name,
+                    "--cluster_name",
+                    "relay",
+                    "--cluster",
+                    &cluster,
+                    "--routes",
+                    &all_routes,
+                    "-m",
+                    &monitor,
+                ]);
+                server.monitor = Some(monitors[i]);
+                server
+            })
+            .collect();
+        let cluster = NatsCluster { nodes, monitors };
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        for port in &cluster.monitors {
+            let url = format!("http://127.0.0.1:{port}/healthz");
+            loop {
+                let ok = match client.get(&url).send().await {
+                    Ok(resp) => resp.status().is_success(),
+                    Err(_) => false,
+                };
+                if ok {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "the 3-node cluster is not healthy within 20 s ({url})"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        cluster
+    }
+
+    /// Every node's client URL, as a TOML array.
+    pub fn urls_toml(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| super::config::s(&n.url()))
+            .collect();
+        format!("[{}]", urls.join(", "))
+    }
+
+    /// The index of the node leading `stream`, once there is one (asks each live node's
+    /// `/jsz`).
+    pub async fn stream_leader(&self, stream: &str, deadline: Duration) -> usize {
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            for port in &self.monitors {
+                let url = format!("http://127.0.0.1:{port}/jsz?streams=true");
+                let Ok(resp) = client.get(&url).send().await else {
+                    continue;
+                };
+                let Ok(text) = resp.text().await else {
+                    continue;
+                };
+                let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+                    continue;
+                };
+                let accounts = json["account_details"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for account in accounts {
+                    for s in account["stream_detail"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                    {
+                        if s["name"] == stream
+                            && let Some(leader) = s["cluster"]["leader"].as_str()
+                            && let Some(i) = leader.strip_prefix('n').and_then(|i| i.parse().ok())
+                        {
+                            return i;
+                        }
+                    }
+                }
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "no leader of stream {stream} within {deadline:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
