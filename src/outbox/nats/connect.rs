@@ -16,6 +16,9 @@ use crate::telemetry::Metrics;
 /// pause, and config fields an older one would silently ignore).
 const MIN_VERSION: (u64, u64) = (2, 11);
 
+/// How long start-up waits for JetStream to answer before it calls it not enabled.
+const JETSTREAM_WAIT: Duration = Duration::from_secs(5);
+
 /// Connect, waiting with backoff while no server answers. Keeps `connected` and the
 /// `engine_connected` gauge up to date for the life of the client.
 pub(super) async fn connect(
@@ -149,7 +152,15 @@ async fn check_server(client: &async_nats::Client, config: &NatsConfig) -> anyho
         .into());
     }
     let js = async_nats::jetstream::new(client.clone());
-    if let Err(e) = js.query_account().await {
+    // A cluster that is still electing its meta leader answers "unavailable" for a
+    // moment: only a JetStream that stays silent for JETSTREAM_WAIT is "not enabled".
+    let started = tokio::time::Instant::now();
+    let mut answer = js.query_account().await;
+    while answer.is_err() && started.elapsed() < JETSTREAM_WAIT {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        answer = js.query_account().await;
+    }
+    if let Err(e) = answer {
         return Err(UsageError(format!(
             "JetStream is not available on the NATS server at {} ({e}): start nats-server with JetStream enabled (-js, or `jetstream {{}}` in its config) and give the account JetStream access",
             servers(config)
