@@ -40,7 +40,8 @@
 //! - Dead letters are decided by the relay (attempts, age), never by `max_deliver`.
 //!
 //! # Files
-//! `connect.rs` the connection (auth, version and JetStream checks), `names.rs` names,
+//! `connect.rs` the connection (auth, version and JetStream checks) and the health probe
+//! behind `engine_connected` and the gauges, `names.rs` names,
 //! headers and ids, `spool.rs` the local spool, `publish.rs` the streams and the
 //! publisher, `consume.rs` a target's consumer and its deliveries, `admin.rs` the
 //! `outbox` commands.
