@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use crate::config::{Config, OutboxBackend};
 use crate::delivery::Worker;
 use crate::intake::Intake;
+use crate::outbox::nats::NatsOutbox;
 use crate::outbox::sled::SledOutbox;
 use crate::outbox::{Inbox, Outbox, run_intake};
 use crate::routes::Router;
@@ -38,6 +39,11 @@ pub async fn run(config: Config, trigger: Arc<Trigger>) -> anyhow::Result<()> {
             let store = SledOutbox::start(&config, metrics.clone(), trigger.subscribe())?;
             let path = store.store().path().display().to_string();
             run_with(Arc::new(store), &path, config, metrics, trigger).await
+        }
+        OutboxBackend::Nats => {
+            let store = NatsOutbox::start(&config, metrics.clone(), trigger.subscribe()).await?;
+            let place = store.place();
+            run_with(Arc::new(store), &place, config, metrics, trigger).await
         }
     }
 }
@@ -95,6 +101,7 @@ async fn run_with<S: Outbox>(
         intake,
         connected: connected_rx,
         accepting: store.accepting(),
+        engine: store.engine_connected(),
     };
     let extra = crate::server::start(&config, handles, trigger.subscribe()).await?;
 

@@ -39,6 +39,8 @@ pub(crate) struct Handles {
     pub connected: tokio::sync::watch::Receiver<bool>,
     /// true while the outbox takes events (`/readyz`, and `/ingest` answers 503 when not).
     pub accepting: tokio::sync::watch::Receiver<bool>,
+    /// true while the outbox's engine is reachable (`/readyz`; always true for sled).
+    pub engine: tokio::sync::watch::Receiver<bool>,
 }
 
 #[derive(Clone)]
@@ -101,6 +103,13 @@ async fn readyz(State(s): State<AppState>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "the outbox cannot store events\n",
+        )
+            .into_response();
+    }
+    if !*s.handles.engine.borrow() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the outbox engine (NATS) is not connected; events wait in the spool\n",
         )
             .into_response();
     }

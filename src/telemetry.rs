@@ -161,6 +161,12 @@ pub struct Metrics {
     pub source_reconnects: Counter,
     /// 1 while the outbox can store events, 0 while it cannot (full or failing disk).
     pub outbox_writable: Gauge,
+    /// Set by an outbox on a shared engine (NATS): the two series below are rendered.
+    pub engine: std::sync::atomic::AtomicBool,
+    /// 1 while the outbox's engine (NATS JetStream) is connected.
+    pub engine_connected: Gauge,
+    /// Events in the local spool, waiting for the engine to acknowledge them.
+    pub spool_pending: Gauge,
     /// Per target, in config order: name and series.
     targets: Vec<(String, TargetMetrics)>,
 }
@@ -316,6 +322,22 @@ impl Metrics {
                 out,
                 "badger_relay_outbox_dead{{target=\"{name}\"}} {}",
                 t.dead_letters.get()
+            );
+        }
+        if self.engine.load(Ordering::Relaxed) {
+            simple(
+                &mut out,
+                "badger_relay_engine_connected",
+                "gauge",
+                "1 while the outbox's engine (NATS JetStream) is connected.",
+                self.engine_connected.get(),
+            );
+            simple(
+                &mut out,
+                "badger_relay_spool_pending",
+                "gauge",
+                "Events in the local spool waiting for the engine to acknowledge them.",
+                self.spool_pending.get(),
             );
         }
         out

@@ -135,10 +135,10 @@ pub struct ReconnectConfig {
     pub max: Duration,
 }
 
-/// `[outbox]`: the sled store.
+/// `[outbox]`: where deliveries wait.
 #[derive(Debug, Clone)]
 pub struct OutboxConfig {
-    /// The storage backend. Only `sled` for now.
+    /// The storage backend: `sled` (the default) or `nats`.
     pub backend: OutboxBackend,
     /// Stop taking events when the outbox's filesystem has less free than this, in
     /// bytes (0: no guard). Default 64 MiB: room for what is in flight and for sled's
@@ -147,12 +147,69 @@ pub struct OutboxConfig {
     /// Stop taking events when the outbox takes this much on disk. Default: no cap.
     pub max_size: Option<u64>,
     /// The sled directory, created if missing. Default `./badger-relay-data`, relative
-    /// to the working directory.
+    /// to the working directory. With `backend = "nats"` it holds the local spool.
     pub path: PathBuf,
     /// How long a dedupe key is remembered. Default 24 h.
     pub dedupe_window: Duration,
     /// The default retry policy of every target. Default 1 s .. 5 m, max_age 24 h.
     pub retry: RetryPolicy,
+    /// `[outbox.nats]`: set exactly when `backend = "nats"`.
+    pub nats: Option<NatsConfig>,
+}
+
+/// `[outbox.nats]`: the JetStream that replicas share.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// Server URLs (`nats://host:port` or `tls://host:port`); the client fails over
+    /// between them. Required.
+    pub urls: Vec<NatsUrl>,
+    /// The stream's name (dead letters go to `<stream>_DEAD`). Default `BADGER_RELAY`.
+    pub stream: String,
+    /// JetStream replication of both streams: 1 for a single server, 3 for a cluster.
+    pub replicas: usize,
+    /// How the relay proves who it is to the server.
+    pub auth: NatsAuth,
+    /// How long a delivery handed to a replica stays its own without an ack or an
+    /// in-progress signal; then another replica takes it. Default 30 s, at least twice
+    /// every target's `timeout`.
+    pub ack_wait: Duration,
+}
+
+/// A server URL of `[outbox.nats] urls`. User info in it is a secret: it prints as
+/// `nats://***@host:port`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsUrl(pub Secret);
+
+impl std::fmt::Debug for NatsUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl NatsUrl {
+    /// Scheme, host and port; user info replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let raw = self.0.expose();
+        let (scheme, rest) = raw.split_once("://").unwrap_or(("nats", raw));
+        match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => format!("{scheme}://{rest}"),
+        }
+    }
+}
+
+/// `[outbox.nats]` authentication: at most one of `credentials`, `token`,
+/// `user` + `password`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsAuth {
+    /// None (or user info in the URLs).
+    None,
+    /// A `.creds` file (JWT and NKey seed); its path, read at start-up.
+    Credentials(PathBuf),
+    /// `token = "..."`.
+    Token(Secret),
+    /// `user = "..."`, `password = "..."`.
+    UserPassword { user: String, password: Secret },
 }
 
 /// When to try again and when to give up.
@@ -238,6 +295,8 @@ impl TargetKind {
 pub enum OutboxBackend {
     /// The embedded sled store in `path` (the default).
     Sled,
+    /// NATS JetStream, shared by replicas, with a local spool in `path`.
+    Nats,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -19,9 +19,9 @@ use super::interpolate::Env;
 use super::network;
 use super::values::{self, Invalid};
 use super::{
-    Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, OutboxBackend, OutboxConfig,
-    RateLimit, ReconnectConfig, RetryPolicy, RouteConfig, ServerConfig, SlackOptions, SourceConfig,
-    TargetConfig, TargetKind,
+    Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, NatsAuth, NatsConfig, NatsUrl,
+    OutboxBackend, OutboxConfig, RateLimit, ReconnectConfig, RetryPolicy, RouteConfig,
+    ServerConfig, SlackOptions, SourceConfig, TargetConfig, TargetKind,
 };
 use crate::secret::{Secret, SecretUrl};
 use crate::tls::CaFile;
@@ -43,6 +43,17 @@ const OUTBOX_KEYS: &[&str] = &[
     "retry",
     "min_free",
     "max_size",
+    "nats",
+];
+const NATS_KEYS: &[&str] = &[
+    "urls",
+    "stream",
+    "replicas",
+    "credentials",
+    "token",
+    "user",
+    "password",
+    "ack_wait",
 ];
 const RETRY_KEYS: &[&str] = &["initial", "max", "max_age", "max_attempts"];
 const SERVER_KEYS: &[&str] = &["listen", "ingest_secret"];
@@ -94,6 +105,8 @@ const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
     max_age: Duration::from_secs(24 * 3600),
     max_attempts: None,
 };
+const DEFAULT_NATS_STREAM: &str = "BADGER_RELAY";
+const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_EVENTS: &[&str] = &["tweet.detected"];
@@ -118,6 +131,7 @@ pub(crate) fn build(doc: &Spanned<DeTable<'_>>, path: &Path, env: Env) -> Result
     let outbox = outbox(&section(&root, "outbox")?, env)?;
     let server = root.opt("server", |item| server(&item.table()?, env))?;
     let targets = targets(&section(&root, "targets")?, &outbox.retry, &tls, env)?;
+    check_ack_wait(&root, &outbox, &targets)?;
     let routes = match root.get("routes") {
         Some(item) => routes(item, &targets, env)?,
         None => Vec::new(),
@@ -187,7 +201,7 @@ fn reconnect(item: &Item, env: Env) -> Result<ReconnectConfig, Problem> {
 fn outbox(t: &Table, env: Env) -> Result<OutboxConfig, Problem> {
     t.check_keys(OUTBOX_KEYS)?;
     let backend = t.opt("backend", |item| {
-        let backends = [("sled", OutboxBackend::Sled)];
+        let backends = [("sled", OutboxBackend::Sled), ("nats", OutboxBackend::Nats)];
         parse(item, env, |s| {
             values::choice(s, "outbox backend", &backends)
         })
@@ -206,13 +220,154 @@ fn outbox(t: &Table, env: Env) -> Result<OutboxConfig, Problem> {
     };
     let min_free = t.opt("min_free", |item| size_or_zero(item, env))?;
     let max_size = t.opt("max_size", |item| size(item, env))?;
+    let backend = backend.unwrap_or(OutboxBackend::Sled);
+    let nats = match (backend, t.get("nats")) {
+        (OutboxBackend::Nats, Some(item)) => Some(nats(&item.table()?, env)?),
+        (OutboxBackend::Nats, None) => {
+            return Err(Problem::new(
+                t.span.clone(),
+                "outbox.nats",
+                "backend = \"nats\" needs an [outbox.nats] table with `urls`",
+            ));
+        }
+        (OutboxBackend::Sled, Some(item)) => {
+            return Err(item.key_problem(
+                "[outbox.nats] is only read with backend = \"nats\" (the backend here is sled)",
+            ));
+        }
+        (OutboxBackend::Sled, None) => None,
+    };
     Ok(OutboxConfig {
-        backend: backend.unwrap_or(OutboxBackend::Sled),
+        backend,
         path: path.unwrap_or_else(|| PathBuf::from(DEFAULT_OUTBOX_PATH)),
         dedupe_window: dedupe_window.unwrap_or(DEFAULT_DEDUPE_WINDOW),
         min_free: min_free.map_or(DEFAULT_MIN_FREE, |n| n as u64),
         max_size: max_size.map(|n| n as u64),
         retry,
+        nats,
+    })
+}
+
+/// `[outbox.nats]`.
+fn nats(t: &Table, env: Env) -> Result<NatsConfig, Problem> {
+    t.check_keys(NATS_KEYS)?;
+    let urls_item = t.require("urls", "the NATS servers, like [\"nats://127.0.0.1:4222\"]")?;
+    let mut urls = Vec::new();
+    for (item, url) in urls_item.strings(env)? {
+        urls.push(nats_url(&item, &url)?);
+    }
+    if urls.is_empty() {
+        return Err(urls_item.problem("must name at least one server"));
+    }
+    let stream = t.opt("stream", |item| {
+        let s = item.string(env)?;
+        if s.is_empty() || s.len() > 200 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(item.problem(
+                "a stream name may use only letters, digits, `_` and `-` (NATS refuses `.`, `*`, `>` and spaces)",
+            ));
+        }
+        Ok(s)
+    })?;
+    let replicas = t.opt("replicas", |item| {
+        let n = item.integer()?;
+        usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=5).contains(n))
+            .ok_or_else(|| item.problem("must be a whole number from 1 to 5 (JetStream's limit)"))
+    })?;
+    let credentials = t.opt("credentials", |item| non_empty(item, env))?;
+    let token = t.opt("token", |item| secret(item, env))?;
+    let user = t.opt("user", |item| non_empty(item, env))?;
+    let password = t.opt("password", |item| secret(item, env))?;
+    let auth = match (credentials, token, user, password) {
+        (None, None, None, None) => NatsAuth::None,
+        (Some(path), None, None, None) => NatsAuth::Credentials(PathBuf::from(path)),
+        (None, Some(token), None, None) => NatsAuth::Token(Secret::new(token)),
+        (None, None, Some(user), Some(password)) => NatsAuth::UserPassword {
+            user,
+            password: Secret::new(password),
+        },
+        (None, None, Some(_), None) => {
+            return Err(t
+                .get("user")
+                .expect("present")
+                .problem("`user` needs a `password`"));
+        }
+        (None, None, None, Some(_)) => {
+            return Err(t
+                .get("password")
+                .expect("present")
+                .problem("`password` needs a `user`"));
+        }
+        _ => {
+            let second = ["token", "user", "password"]
+                .into_iter()
+                .rev()
+                .find_map(|k| t.get(k))
+                .expect("two ways were given");
+            return Err(second.key_problem(
+                "give one way to authenticate: `credentials`, `token`, or `user` + `password`",
+            ));
+        }
+    };
+    let ack_wait = t.opt("ack_wait", |item| duration(item, env))?;
+    Ok(NatsConfig {
+        urls,
+        stream: stream.unwrap_or_else(|| DEFAULT_NATS_STREAM.to_owned()),
+        replicas: replicas.unwrap_or(1),
+        auth,
+        ack_wait: ack_wait.unwrap_or(DEFAULT_ACK_WAIT),
+    })
+}
+
+/// One of `urls`: `nats://`, `tls://` or a bare `host:port`, with a host.
+fn nats_url(item: &Item, url: &str) -> Result<NatsUrl, Problem> {
+    let full = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("nats://{url}")
+    };
+    let parsed = reqwest::Url::parse(&full).ok().filter(|u| {
+        matches!(u.scheme(), "nats" | "tls") && u.host_str().is_some_and(|h| !h.is_empty())
+    });
+    if parsed.is_none() {
+        return Err(item.problem(
+            "expected a NATS server URL like \"nats://127.0.0.1:4222\" (schemes nats:// and tls://)",
+        ));
+    }
+    Ok(NatsUrl(Secret::new(full)))
+}
+
+/// With `backend = "nats"`, a delivery must not be handed to a second replica while its
+/// first attempt can still be running: `ack_wait` is at least twice every `timeout`.
+fn check_ack_wait(
+    root: &Table,
+    outbox: &OutboxConfig,
+    targets: &[TargetConfig],
+) -> Result<(), Problem> {
+    let Some(nats) = &outbox.nats else {
+        return Ok(());
+    };
+    let Some(target) = targets.iter().find(|t| t.timeout * 2 > nats.ack_wait) else {
+        return Ok(());
+    };
+    let message = format!(
+        "ack_wait ({}) must be at least twice the timeout of every target; target `{}` has timeout {}: raise ack_wait to {} or lower that timeout",
+        humantime::format_duration(nats.ack_wait),
+        target.name,
+        humantime::format_duration(target.timeout),
+        humantime::format_duration(target.timeout * 2),
+    );
+    let nats_table = root
+        .get("outbox")
+        .and_then(|o| o.table().ok())
+        .and_then(|o| o.get("nats").and_then(|n| n.table().ok()));
+    Err(match nats_table {
+        Some(t) => match t.get("ack_wait") {
+            Some(item) => item.problem(message),
+            None => Problem::new(t.span.clone(), "outbox.nats.ack_wait", message),
+        },
+        None => Problem::new(0..0, "outbox.nats.ack_wait", message),
     })
 }
 

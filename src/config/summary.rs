@@ -60,6 +60,24 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
             .max_size
             .map_or_else(|| "none".to_string(), |n| size(n as usize))
     )?;
+    if let Some(nats) = &c.outbox.nats {
+        let urls: Vec<String> = nats.urls.iter().map(|u| u.redacted()).collect();
+        let auth = match &nats.auth {
+            super::NatsAuth::None => "none".to_owned(),
+            super::NatsAuth::Credentials(path) => format!("credentials {}", path.display()),
+            super::NatsAuth::Token(_) => "token=***".to_owned(),
+            super::NatsAuth::UserPassword { user, .. } => format!("user {user}, password=***"),
+        };
+        writeln!(
+            out,
+            "  nats: {} stream {} (dead letters {}_DEAD), replicas {}, ack_wait {}, auth {auth}; local spool in the path above",
+            urls.join(", "),
+            nats.stream,
+            nats.stream,
+            nats.replicas,
+            duration(nats.ack_wait),
+        )?;
+    }
 
     match &c.server {
         Some(server) => {

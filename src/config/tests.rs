@@ -1618,3 +1618,139 @@ fn unless_errors() {
         assert_eq!(error(&route_with(line)), expected, "{line}");
     }
 }
+
+// ---------------------------------------------------------------------------------
+// [outbox] backend = "nats"
+
+fn nats_outbox(nats: &str) -> String {
+    format!("[outbox]\nbackend = \"nats\"\n[outbox.nats]\n{nats}")
+}
+
+#[test]
+fn the_nats_backend_takes_its_defaults() {
+    let c = parse(&nats_outbox("urls = [\"nats://127.0.0.1:4222\"]\n"));
+    assert_eq!(c.outbox.backend, super::OutboxBackend::Nats);
+    let nats = c.outbox.nats.expect("[outbox.nats] is read");
+    assert_eq!(nats.stream, "BADGER_RELAY");
+    assert_eq!(nats.replicas, 1);
+    assert_eq!(nats.ack_wait, secs(30));
+    assert_eq!(nats.auth, super::NatsAuth::None);
+    assert_eq!(nats.urls[0].redacted(), "nats://127.0.0.1:4222");
+}
+
+#[test]
+fn the_nats_backend_reads_every_option_and_keeps_its_secrets() {
+    let c = parse(&format!(
+        "{}{}",
+        nats_outbox(
+            "urls = [\"nats://relay:${WORKFLOW_TOKEN}@n1:4222\", \"tls://n2:4222\", \"n3:4222\"]\n\
+             stream = \"RELAY_prod-1\"\nreplicas = 3\nack_wait = \"1m\"\n\
+             user = \"relay\"\npassword = \"${WORKFLOW_TOKEN}\"\n"
+        ),
+        slack_target("")
+    ));
+    let nats = c.outbox.nats.clone().unwrap();
+    assert_eq!(nats.stream, "RELAY_prod-1");
+    assert_eq!(nats.replicas, 3);
+    assert_eq!(nats.ack_wait, secs(60));
+    let urls: Vec<String> = nats.urls.iter().map(|u| u.redacted()).collect();
+    assert_eq!(
+        urls,
+        ["nats://***@n1:4222", "tls://n2:4222", "nats://n3:4222"]
+    );
+    match &nats.auth {
+        super::NatsAuth::UserPassword { user, password } => {
+            assert_eq!(user, "relay");
+            assert_eq!(password.expose(), WORKFLOW_TOKEN);
+        }
+        other => panic!("{other:?}"),
+    }
+    let summary = c.summary();
+    assert!(summary.contains("stream RELAY_prod-1"), "{summary}");
+    assert!(summary.contains("password=***"), "{summary}");
+    assert_no_secret(&summary);
+    assert_no_secret(&format!("{:?}", c.outbox));
+
+    let token = parse(&nats_outbox(
+        "urls = [\"nats://n1\"]\ntoken = \"${WORKFLOW_TOKEN}\"\n",
+    ));
+    assert!(
+        matches!(token.outbox.nats.unwrap().auth, super::NatsAuth::Token(t) if t.expose() == WORKFLOW_TOKEN)
+    );
+    let creds = parse(&nats_outbox(
+        "urls = [\"nats://n1\"]\ncredentials = \"/run/secrets/relay.creds\"\n",
+    ));
+    assert_eq!(
+        creds.outbox.nats.unwrap().auth,
+        super::NatsAuth::Credentials("/run/secrets/relay.creds".into())
+    );
+}
+
+#[test]
+fn nats_backend_errors() {
+    assert_eq!(
+        error("[outbox]\nbackend = \"nats\"\n"),
+        "relay.toml:1:1: outbox.nats: backend = \"nats\" needs an [outbox.nats] table with `urls`"
+    );
+    assert!(
+        error("[outbox.nats]\nurls = [\"nats://n1\"]\n")
+            .contains("only read with backend = \"nats\""),
+    );
+    assert!(
+        error(&nats_outbox("stream = \"X\"\n")).contains("outbox.nats.urls: missing required key")
+    );
+    assert!(error(&nats_outbox("urls = []\n")).contains("must name at least one server"));
+    assert!(
+        error(&nats_outbox("urls = [\"http://n1:4222\"]\n")).contains("expected a NATS server URL")
+    );
+    assert!(
+        error(&nats_outbox("urls = [\"nats://n1\"]\nstream = \"A.B\"\n"))
+            .contains("outbox.nats.stream: a stream name may use only")
+    );
+    assert!(
+        error(&nats_outbox("urls = [\"nats://n1\"]\nreplicas = 7\n"))
+            .contains("outbox.nats.replicas: must be a whole number from 1 to 5")
+    );
+    assert!(
+        error(&nats_outbox("urls = [\"nats://n1\"]\ntoken = \"${WORKFLOW_TOKEN}\"\nuser = \"u\"\npassword = \"p\"\n"))
+            .contains("give one way to authenticate")
+    );
+    assert!(
+        error(&nats_outbox("urls = [\"nats://n1\"]\nuser = \"u\"\n"))
+            .contains("`user` needs a `password`")
+    );
+    assert!(
+        error(&nats_outbox("urls = [\"nats://n1\"]\nacks_wait = \"1m\"\n")).contains("unknown key")
+    );
+}
+
+#[test]
+fn ack_wait_must_be_twice_every_target_timeout() {
+    let e = error(&format!(
+        "{}{}",
+        nats_outbox("urls = [\"nats://n1\"]\nack_wait = \"15s\"\n"),
+        slack_target("timeout = \"10s\"\n")
+    ));
+    assert!(
+        e.contains("outbox.nats.ack_wait: ack_wait (15s) must be at least twice"),
+        "{e}"
+    );
+    assert!(e.contains("target `t` has timeout 10s"), "{e}");
+    // The default 30 s against a 20 s timeout, located at the table.
+    let e = error(&format!(
+        "{}{}",
+        nats_outbox("urls = [\"nats://n1\"]\n"),
+        slack_target("timeout = \"20s\"\n")
+    ));
+    assert!(
+        e.contains("ack_wait (30s)") && e.contains("raise ack_wait to 40s"),
+        "{e}"
+    );
+    // Exactly twice is fine; sled ignores it.
+    parse(&format!(
+        "{}{}",
+        nats_outbox("urls = [\"nats://n1\"]\nack_wait = \"20s\"\n"),
+        slack_target("timeout = \"10s\"\n")
+    ));
+    parse(&slack_target("timeout = \"1m\"\n"));
+}

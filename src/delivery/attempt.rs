@@ -104,6 +104,10 @@ pub(super) async fn deliver<S: Outbox>(
                     retry_in_ms = at.saturating_sub(now_ms()),
                     "Delivery failed; will retry"
                 );
+                // A shared engine hands it back when it is due (maybe to another replica).
+                if w.store.redelivers() {
+                    return;
+                }
             }
         }
     }

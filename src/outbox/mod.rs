@@ -16,10 +16,11 @@
 //! fsync (or one round of publish acks) covers many events.
 //!
 //! Backends: [`sled`] (embedded, the default; its layout and invariants are in its module
-//! doc) and, for unit tests of the delivery worker under paused time, `memory`. Each
+//! doc), [`nats`] (NATS JetStream shared by replicas, with a local spool) and, for unit tests of the delivery worker under paused time, `memory`. Each
 //! keeps its own pending/dead gauges exact.
 
 mod inbox;
+pub(crate) mod nats;
 pub(crate) mod sled;
 
 pub(crate) use inbox::{Inbox, run_intake};
@@ -174,6 +175,19 @@ pub(crate) trait Outbox: Send + Sync + 'static {
     /// or failing disk, an unreachable engine with a full spool). While it is `false` the
     /// stream reader stops reading, `/ingest` answers 503 and `/readyz` 503.
     fn accepting(&self) -> tokio::sync::watch::Receiver<bool>;
+
+    /// Whether the backend gives a delivery back to a queue after [`Outbox::retry_at`]
+    /// (a shared engine redelivers it when it is due, perhaps to another replica), so
+    /// the worker lets go of it instead of waiting for the next attempt itself.
+    fn redelivers(&self) -> bool {
+        false
+    }
+
+    /// Whether the engine behind the store is reachable (`/readyz` answers 503 while
+    /// it is not, though the store may still take events). Embedded stores: always.
+    fn engine_connected(&self) -> tokio::sync::watch::Receiver<bool> {
+        tokio::sync::watch::channel(true).1
+    }
 }
 
 /// One target's deliveries, in order.
@@ -274,6 +288,7 @@ pub(crate) fn open_admin(
 ) -> Result<Box<dyn Admin>, OutboxError> {
     match config.backend {
         crate::config::OutboxBackend::Sled => Ok(Box::new(sled::Store::open(&config.path)?)),
+        crate::config::OutboxBackend::Nats => Ok(Box::new(nats::NatsAdmin::open(config)?)),
     }
 }
 

@@ -24,6 +24,7 @@
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod nats;
 pub mod process;
 pub mod proxy;
 pub mod receiver;
