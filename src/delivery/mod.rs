@@ -99,6 +99,13 @@ impl<S: Outbox> Worker<S> {
         loop {
             match self.store.complete(self.index, d).await {
                 Ok(()) => return,
+                // An engine that redelivers what was not acknowledged (NATS after a
+                // restart cannot take an ack for a message it handed out before) will
+                // send it again on its own: holding the slot would only stall the target.
+                Err(e) if self.store.redelivers() => {
+                    tracing::warn!(target = name, delivery_id = %d.id, error = %crate::telemetry::error_chain(&e), "Delivered, but the outbox could not record it; the engine will hand it out again (one duplicate)");
+                    return;
+                }
                 Err(e) if e.is_retriable() => {
                     tracing::debug!(target = name, delivery_id = %d.id, error = %crate::telemetry::error_chain(&e), "Delivered, but the outbox cannot record it yet; trying again in 1 s");
                     tokio::select! {

@@ -112,9 +112,24 @@ async fn pull(s: Arc<Shared>, target: usize, tx: mpsc::Sender<Delivery<NatsHandl
             }
         };
         delay = Duration::from_millis(250);
+        // A pull stream opened before the server went away can wait on requests the
+        // restarted server never saw: subscribe again whenever the connection comes back.
+        let mut connected = s.connected.subscribe();
+        connected.mark_unchanged();
         loop {
             let next = tokio::select! {
                 m = messages.next() => m,
+                changed = connected.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let up = *connected.borrow_and_update();
+                    if up {
+                        tracing::debug!(target = %name, "Connected to NATS again; subscribing again");
+                        break;
+                    }
+                    continue;
+                }
                 _ = shutdown.wait() => return,
             };
             match next {
