@@ -162,3 +162,121 @@ impl std::fmt::Display for Plan {
         f.write_str(&parts.join("; "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        let env = |_: &str| None;
+        Config::parse(text, std::path::Path::new("t.toml"), &env).expect("a valid config")
+    }
+
+    /// Two http targets `a` and `b` (`a` with `a_extra`), a route to both, and `tail`.
+    fn config(a_extra: &str, tail: &str) -> Config {
+        parse(&format!(
+            "[targets.a]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/a\"\n{a_extra}\n\
+             [targets.b]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/b\"\n\
+             [[routes]]\ntargets = [\"a\", \"b\"]\n{tail}"
+        ))
+    }
+
+    #[test]
+    fn an_identical_file_changes_nothing() {
+        let plan = plan(&config("", ""), &config("", "")).unwrap();
+        assert_eq!(plan, Plan::default());
+        assert_eq!(plan.to_string(), "no target or source change");
+    }
+
+    #[test]
+    fn secrets_are_compared_though_they_print_redacted() {
+        let old = config("headers = { Authorization = \"Bearer one\" }", "");
+        let new = config("headers = { Authorization = \"Bearer two\" }", "");
+        assert_eq!(plan(&old, &new).unwrap().changed, ["a"]);
+        let old = config("signing_secret = \"whsec_b25l\"", "");
+        let new = config("signing_secret = \"whsec_dHdv\"", "");
+        assert_eq!(plan(&old, &new).unwrap().changed, ["a"]);
+        let new = parse(
+            "[targets.a]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/other\"\n\
+             [targets.b]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/b\"\n\
+             [[routes]]\ntargets = [\"a\", \"b\"]\n",
+        );
+        assert_eq!(plan(&config("", ""), &new).unwrap().changed, ["a"]);
+    }
+
+    #[test]
+    fn options_and_limits_are_changes_and_reordering_is_not() {
+        for extra in [
+            "concurrency = 7",
+            "rate_limit = \"3/s\"",
+            "timeout = \"3s\"",
+            "method = \"PUT\"",
+            "retry = { initial = \"2s\" }",
+            "dedupe = \"tweet\"",
+        ] {
+            let p = plan(&config("", ""), &config(extra, "")).unwrap();
+            assert_eq!(p.changed, ["a"], "{extra}");
+        }
+        let reordered = parse(
+            "[targets.b]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/b\"\n\
+             [targets.a]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/a\"\n\
+             [[routes]]\ntargets = [\"b\"]\n",
+        );
+        assert_eq!(plan(&config("", ""), &reordered).unwrap(), Plan::default());
+    }
+
+    #[test]
+    fn added_and_removed_targets_and_a_changed_source() {
+        let old = config("", "");
+        let new = parse(
+            "[source]\nidle_timeout = \"30s\"\n\
+             [targets.a]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/a\"\n\
+             [targets.c]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/c\"\n\
+             [[routes]]\ntargets = [\"a\", \"c\"]\n",
+        );
+        let p = plan(&old, &new).unwrap();
+        assert_eq!((p.added, p.removed), (vec!["c".into()], vec!["b".into()]));
+        assert!(p.reconnect);
+    }
+
+    #[test]
+    fn outbox_and_server_changes_need_a_restart() {
+        let e = plan(
+            &config("", ""),
+            &config("", "[outbox]\ndedupe_window = \"1h\"\n"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("[outbox] changed, which needs a restart")
+        );
+        // `[outbox] retry` is each target's default: applied, not refused.
+        let p = plan(
+            &config("", ""),
+            &config("", "[outbox]\nretry = { initial = \"3s\" }\n"),
+        )
+        .unwrap();
+        assert_eq!(p.changed, ["a", "b"]);
+        let server = |listen: &str| config("", &format!("[server]\nlisten = \"{listen}\"\n"));
+        let e = plan(&server("127.0.0.1:1"), &server("127.0.0.1:2")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[server] listen (127.0.0.1:1 to 127.0.0.1:2)")
+        );
+        assert!(plan(&config("", ""), &server("127.0.0.1:1")).is_err());
+    }
+
+    #[test]
+    fn slots_are_kept_by_name_and_new_names_get_new_ones() {
+        let mut slots = Slots::default();
+        assert_eq!(slots.of(&config("", "")), [0, 1]);
+        let reordered_with_new = parse(
+            "[targets.c]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/c\"\n\
+             [targets.a]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/a\"\n\
+             [[routes]]\ntargets = [\"a\"]\n",
+        );
+        assert_eq!(slots.of(&reordered_with_new), [2, 0]);
+        assert_eq!(slots.of(&config("", "")), [0, 1]);
+        assert_eq!(slots.0, ["a", "b", "c"]);
+    }
+}

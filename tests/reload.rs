@@ -256,7 +256,13 @@ async fn a_removed_target_keeps_its_deliveries_and_gets_them_when_it_returns() {
     let line = reload(&relay, &both(&working)).await;
     assert!(line.contains("targets added: a"), "{line}");
     working.wait_for_tweet_ids(&ids(&["1", "2"]), LONG).await;
-    assert_eq!(working.delivered_tweet_ids(), ["1", "2"]);
+    // 3 came while `a` was not configured: not routed to it. 4 comes after 1 and 2
+    // (concurrency 1), so 3 would be in between had it been stored for `a`.
+    stream.send_event(&tweet_event("4"));
+    working
+        .wait_for_tweet_ids(&ids(&["1", "2", "4"]), LONG)
+        .await;
+    assert_eq!(working.delivered_tweet_ids(), ["1", "2", "4"]);
 }
 
 /// A removed target's deliveries are in `outbox stats` after the run.
