@@ -5,7 +5,7 @@
 //! Dedupe keys are worked out here, from each target's `dedupe` mode, so the store only
 //! sees (target, key) pairs and never routing types.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::config::DedupeMode;
 use crate::event::Event;
@@ -13,12 +13,24 @@ use crate::outbox::{Inbox, OutboxError, Routed};
 use crate::routes::Router;
 use crate::telemetry::Metrics;
 
+/// The compiled routing of one config: swapped whole by a reload, between events.
+pub(crate) struct Routing {
+    /// The compiled routes; they name targets by their index in the config.
+    pub router: Router,
+    /// Each target's dedupe mode, by config index.
+    pub dedupe: Box<[DedupeMode]>,
+    /// Each target's outbox slot, by config index (see [`crate::reload`]).
+    pub slots: Box<[usize]>,
+}
+
+/// The routing in use; a reload replaces the `Arc` inside. An event takes a clone of the
+/// `Arc` (no allocation) and routes on it, so it sees one config from start to end.
+pub(crate) type SharedRouting = Arc<RwLock<Arc<Routing>>>;
+
 #[derive(Clone)]
 pub(crate) struct Intake {
-    /// The compiled routes.
-    router: Arc<Router>,
-    /// Each target's dedupe mode, by index.
-    dedupe: Arc<[DedupeMode]>,
+    /// The compiled routes, dedupe modes and slots in use.
+    routing: SharedRouting,
     /// The outbox's intake.
     inbox: Inbox,
     /// Received and unrouted counters.
@@ -37,15 +49,9 @@ pub(crate) enum Accepted {
 }
 
 impl Intake {
-    pub(crate) fn new(
-        router: Arc<Router>,
-        dedupe: Arc<[DedupeMode]>,
-        inbox: Inbox,
-        metrics: Arc<Metrics>,
-    ) -> Intake {
+    pub(crate) fn new(routing: SharedRouting, inbox: Inbox, metrics: Arc<Metrics>) -> Intake {
         Intake {
-            router,
-            dedupe,
+            routing,
             inbox,
             metrics,
         }
@@ -72,7 +78,12 @@ impl Intake {
 
     /// The event with its targets and their dedupe keys; `None` when no route matched.
     fn route(&self, event: Event) -> Option<Routed> {
-        let targets = self.router.route(&event).targets;
+        let routing = self
+            .routing
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let targets = routing.router.route(&event).targets;
         if targets.is_empty() {
             self.metrics.events_unrouted.inc();
             tracing::debug!(
@@ -86,11 +97,11 @@ impl Intake {
         let deliveries = targets
             .into_iter()
             .map(|t| {
-                let key = match self.dedupe[t] {
+                let key = match routing.dedupe[t] {
                     DedupeMode::Tweet => tweet_key.get_or_insert_with(|| event.tweet_key()),
                     DedupeMode::Event => event_key.get_or_insert_with(|| event.event_key()),
                 };
-                (t, key.clone())
+                (routing.slots[t], key.clone())
             })
             .collect();
         Some(Routed { event, deliveries })

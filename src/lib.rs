@@ -55,6 +55,7 @@ mod intake;
 mod outbox;
 mod proxy;
 mod rate_limit;
+mod reload;
 mod retry;
 mod sample;
 mod secret;

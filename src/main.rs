@@ -37,7 +37,7 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the bridge until SIGINT/SIGTERM
+    /// Run the bridge until SIGINT/SIGTERM (SIGHUP reloads the config)
     Run,
     /// Validate the config (env vars included) and print a summary
     Check,
@@ -211,6 +211,8 @@ fn run(config: Config) -> anyhow::Result<()> {
         let (trigger, _) = shutdown::channel();
         let trigger = std::sync::Arc::new(trigger);
         let signals = trigger.clone();
+        // Installed before the bridge starts: SIGHUP's default action is to exit.
+        let reloads = reload_requests()?;
         tokio::spawn(async move {
             wait_for_signal().await;
             signals.trigger();
@@ -220,11 +222,26 @@ fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!("Second signal: exiting without waiting for attempts in flight");
             std::process::exit(1);
         });
-        badger_relay::app::run(config, trigger).await
+        badger_relay::app::run_reloading(config, trigger, reloads).await
     });
     // Blocking jobs (a backlog count, a dedupe sweep) must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+/// One message per SIGHUP. The channel holds one: SIGHUPs that come while a reload is
+/// waiting to start are folded into it (it reads the file as it is by then).
+fn reload_requests() -> anyhow::Result<tokio::sync::mpsc::Receiver<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the config");
+            let _ = tx.try_send(());
+        }
+    });
+    Ok(rx)
 }
 
 async fn wait_for_signal() {

@@ -9,6 +9,7 @@
 //! counts directly.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// `--log-format`.
@@ -167,23 +168,43 @@ pub struct Metrics {
     pub engine_connected: Gauge,
     /// Events in the local spool, waiting for the engine to acknowledge them.
     pub spool_pending: Gauge,
-    /// Per target, in config order: name and series.
-    targets: Vec<(String, TargetMetrics)>,
+    /// Config reloads applied.
+    pub reloads_ok: Counter,
+    /// Config reloads refused: an invalid file, or a change that needs a restart.
+    pub reloads_invalid: Counter,
+    /// Per target slot (the config's order at start, then targets added by reloads):
+    /// name and series. Grows, never shrinks: a removed target's deliveries may still
+    /// be pending, and its gauges say so.
+    targets: std::sync::RwLock<Vec<(String, Arc<TargetMetrics>)>>,
 }
 
 impl Metrics {
     pub fn new(target_names: impl IntoIterator<Item = String>) -> Metrics {
         Metrics {
-            targets: target_names
-                .into_iter()
-                .map(|n| (n, TargetMetrics::default()))
-                .collect(),
+            targets: std::sync::RwLock::new(
+                target_names
+                    .into_iter()
+                    .map(|n| (n, Arc::default()))
+                    .collect(),
+            ),
             ..Metrics::default()
         }
     }
 
-    pub fn target(&self, index: usize) -> &TargetMetrics {
-        &self.targets[index].1
+    pub fn target(&self, index: usize) -> Arc<TargetMetrics> {
+        self.slots()[index].1.clone()
+    }
+
+    /// Series for the slots of `names` beyond those there are (targets added by a
+    /// reload; `names` lists every slot, see [`crate::reload`]).
+    pub(crate) fn add_targets(&self, names: &[String]) {
+        let mut targets = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        let have = targets.len();
+        targets.extend(names.iter().skip(have).map(|n| (n.clone(), Arc::default())));
+    }
+
+    fn slots(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, Arc<TargetMetrics>)>> {
+        self.targets.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Prometheus text exposition format 0.0.4. Target names are validated to
@@ -248,6 +269,19 @@ impl Metrics {
             "1 while the outbox can store events, 0 while it cannot (full or failing disk).",
             self.outbox_writable.get(),
         );
+        header(
+            &mut out,
+            "badger_relay_config_reloads_total",
+            "counter",
+            "Config reloads (SIGHUP), by result: ok (applied) or invalid (kept the running config).",
+        );
+        for (result, n) in [("ok", &self.reloads_ok), ("invalid", &self.reloads_invalid)] {
+            let _ = writeln!(
+                out,
+                "badger_relay_config_reloads_total{{result=\"{result}\"}} {}",
+                n.get()
+            );
+        }
 
         header(
             &mut out,
@@ -255,7 +289,7 @@ impl Metrics {
             "counter",
             "Delivery attempts by outcome.",
         );
-        for (name, t) in &self.targets {
+        for (name, t) in self.slots().iter() {
             for (outcome, c) in [
                 ("delivered", &t.delivered),
                 ("retried", &t.retried),
@@ -274,7 +308,7 @@ impl Metrics {
             "histogram",
             "Time from sending a request to its answer.",
         );
-        for (name, t) in &self.targets {
+        for (name, t) in self.slots().iter() {
             let mut cumulative = 0;
             for (i, bound) in BUCKETS.iter().enumerate() {
                 cumulative += t.duration.buckets[i].load(Ordering::Relaxed);
@@ -304,7 +338,7 @@ impl Metrics {
             "gauge",
             "Deliveries waiting in the outbox.",
         );
-        for (name, t) in &self.targets {
+        for (name, t) in self.slots().iter() {
             let _ = writeln!(
                 out,
                 "badger_relay_outbox_pending{{target=\"{name}\"}} {}",
@@ -317,7 +351,7 @@ impl Metrics {
             "gauge",
             "Dead letters in the outbox.",
         );
-        for (name, t) in &self.targets {
+        for (name, t) in self.slots().iter() {
             let _ = writeln!(
                 out,
                 "badger_relay_outbox_dead{{target=\"{name}\"}} {}",

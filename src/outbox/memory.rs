@@ -20,8 +20,8 @@ use crate::telemetry::Metrics;
 pub(crate) struct MemoryOutbox {
     /// Everything stored, under one lock.
     inner: Mutex<Inner>,
-    /// Per target: woken when a delivery is added.
-    wake: Vec<Notify>,
+    /// Per target: woken when a delivery is added. Grows with `targets_changed`.
+    wake: std::sync::RwLock<Vec<Arc<Notify>>>,
     /// While set, every write fails with a storage error.
     failing: AtomicBool,
     /// `false` while writes fail.
@@ -58,7 +58,7 @@ impl MemoryOutbox {
                 completed: vec![Vec::new(); targets],
                 ..Inner::default()
             }),
-            wake: (0..targets).map(|_| Notify::new()).collect(),
+            wake: std::sync::RwLock::new((0..targets).map(|_| Arc::default()).collect()),
             failing: AtomicBool::new(false),
             accepting: tokio::sync::watch::Sender::new(true),
             dedupe_window,
@@ -150,7 +150,7 @@ impl Outbox for MemoryOutbox {
                 );
                 self.metrics.target(*t).pending.add(1);
                 enqueued.written.push(*t);
-                self.wake[*t].notify_one();
+                self.wake(*t).notify_one();
             }
             results.push(enqueued);
         }
@@ -214,6 +214,25 @@ impl Outbox for MemoryOutbox {
     fn accepting(&self) -> tokio::sync::watch::Receiver<bool> {
         self.accepting.subscribe()
     }
+
+    fn targets_changed(&self, names: &[String]) {
+        let mut inner = self.lock();
+        let mut wake = self.wake.write().unwrap_or_else(|e| e.into_inner());
+        while wake.len() < names.len() {
+            wake.push(Arc::default());
+            inner.pending.push(BTreeMap::new());
+            inner.dead.push(BTreeMap::new());
+            inner.failures.push(HashMap::new());
+            inner.completed.push(Vec::new());
+        }
+    }
+}
+
+impl MemoryOutbox {
+    /// The wake-up of `target`.
+    fn wake(&self, target: usize) -> Arc<Notify> {
+        self.wake.read().unwrap_or_else(|e| e.into_inner())[target].clone()
+    }
 }
 
 /// One target's pending deliveries, in seq order.
@@ -240,7 +259,7 @@ impl Queue for MemoryQueue {
                 self.cursor = Some(d.handle);
                 return d;
             }
-            self.store.wake[self.target].notified().await;
+            self.store.wake(self.target).notified().await;
         }
     }
 }

@@ -141,7 +141,9 @@ pub(crate) trait Outbox: Send + Sync + 'static {
         group: &[Routed],
     ) -> impl Future<Output = Result<Vec<Enqueued>, OutboxError>> + Send;
 
-    /// Target `target`'s deliveries, in arrival order. Called once per target.
+    /// Target `target`'s deliveries, in arrival order. Called once per worker: a worker
+    /// restarted by a reload calls it again, after the old one ended, and the new queue
+    /// starts from the oldest pending delivery.
     fn queue(self: std::sync::Arc<Self>, target: usize) -> Self::Queue;
 
     /// The target answered 2xx: the delivery leaves the outbox.
@@ -188,6 +190,10 @@ pub(crate) trait Outbox: Send + Sync + 'static {
     fn engine_connected(&self) -> tokio::sync::watch::Receiver<bool> {
         tokio::sync::watch::channel(true).1
     }
+    /// A reload changed the targets: `names` lists every target slot by index, the
+    /// ones there were first (slots are never taken back or renumbered; see
+    /// [`crate::reload`]). The store makes room for the new ones.
+    fn targets_changed(&self, names: &[String]);
 }
 
 /// One target's deliveries, in order.

@@ -249,6 +249,10 @@ impl Outbox for NatsOutbox {
         self.shared.spool.flush().await
     }
 
+    /// Nothing to do: a reload that adds or removes targets is refused with this
+    /// backend (its consumers are made at start), so the slots never change here.
+    fn targets_changed(&self, _names: &[String]) {}
+
     fn accepting(&self) -> watch::Receiver<bool> {
         self.shared.accepting.subscribe()
     }

@@ -11,7 +11,7 @@
 //! got; a removal or a move to the dead letters takes the same lock and changes the gauges
 //! only for seqs the count already passed (the count will not see the others).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::keys::key;
 use super::store::Store;
@@ -27,8 +27,8 @@ pub(crate) struct Backlog {
     watermark: u64,
     /// Keys counted per lock hold.
     chunk: usize,
-    /// Per target, by index.
-    targets: Vec<Mutex<Counted>>,
+    /// Per target slot; grows when a reload adds a target.
+    targets: RwLock<Vec<Arc<Mutex<Counted>>>>,
 }
 
 /// How far the count of one target got.
@@ -66,14 +66,23 @@ impl Backlog {
         Backlog {
             watermark,
             chunk,
-            targets: (0..targets).map(|_| Mutex::default()).collect(),
+            targets: RwLock::new((0..targets).map(|_| Arc::default()).collect()),
         }
     }
 
-    fn lock(&self, target: usize) -> std::sync::MutexGuard<'_, Counted> {
-        self.targets[target]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    /// Room for `targets` slots (a reload added targets). A new slot's keys below the
+    /// watermark (a target configured again after a run without it) are counted by
+    /// [`Backlog::count_all`], as at start-up.
+    pub(crate) fn grow(&self, targets: usize) {
+        let mut all = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        while all.len() < targets {
+            all.push(Arc::default());
+        }
+    }
+
+    /// The counting state of `target`, for the caller to lock.
+    fn state(&self, target: usize) -> Arc<Mutex<Counted>> {
+        self.targets.read().unwrap_or_else(|e| e.into_inner())[target].clone()
     }
 
     /// Whether a key of `seq` in `state` is in the gauge already.
@@ -94,7 +103,8 @@ impl Backlog {
         metrics: &Metrics,
         write: impl FnOnce() -> Result<(), OutboxError>,
     ) -> Result<(), OutboxError> {
-        let c = self.lock(target);
+        let state = self.state(target);
+        let c = state.lock().unwrap_or_else(|e| e.into_inner());
         write()?;
         if self.counted(&c, State::Pending, seq) {
             metrics.target(target).pending.add(-1);
@@ -110,7 +120,8 @@ impl Backlog {
         metrics: &Metrics,
         write: impl FnOnce() -> Result<(), OutboxError>,
     ) -> Result<(), OutboxError> {
-        let c = self.lock(target);
+        let state = self.state(target);
+        let c = state.lock().unwrap_or_else(|e| e.into_inner());
         write()?;
         let m = metrics.target(target);
         if self.counted(&c, State::Pending, seq) {
@@ -135,7 +146,8 @@ impl Backlog {
         if self.watermark == 0 {
             return Ok(true);
         }
-        let mut c = self.lock(target);
+        let counted = self.state(target);
+        let mut c = counted.lock().unwrap_or_else(|e| e.into_inner());
         let from = match c.get(state) {
             Some(upto) if upto.saturating_add(1) >= self.watermark => return Ok(true),
             Some(upto) => key(state, name, upto + 1),

@@ -48,21 +48,22 @@ impl SledOutbox {
         }
         // The watermark first, then the handoff: see handoff.rs.
         s.durable.fetch_max(highest, Ordering::Release);
-        let mut touched = vec![false; s.slots.len()];
+        let slots = s.slots();
+        let mut touched = vec![false; slots.len()];
         let mut results = Vec::with_capacity(group.len());
         for (routed, (seq, enqueued)) in group.iter().zip(written) {
             for &t in &enqueued.written {
                 touched[t] = true;
                 s.backlog.added(t, &s.metrics);
                 let record = Record::new(routed.event.raw().clone(), now);
-                s.slots[t].handoff.push(delivery(&s.store, seq, record));
+                slots[t].handoff.push(delivery(&s.store, seq, record));
             }
             if !enqueued.duplicates.is_empty() {
                 s.metrics.events_duplicate.inc();
             }
             results.push(enqueued);
         }
-        for (slot, hit) in s.slots.iter().zip(touched) {
+        for (slot, hit) in slots.iter().zip(touched) {
             if hit {
                 slot.wake.notify_one();
             }
@@ -76,7 +77,7 @@ impl SledOutbox {
         batch: &mut Group<'_>,
         routed: &Routed,
     ) -> Result<(u64, Enqueued), OutboxError> {
-        let slots = &self.shared.slots;
+        let slots = self.shared.slots();
         let keyed: Vec<(&str, &str)> = routed
             .deliveries
             .iter()

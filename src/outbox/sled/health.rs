@@ -74,7 +74,7 @@ impl SledOutbox {
                 .needs_reopen
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
-        for slot in &s.slots {
+        for slot in s.slots().iter() {
             slot.handoff.mark_incomplete();
         }
         if s.health.accepting.send_replace(false) {
@@ -200,7 +200,7 @@ impl SledOutbox {
                 after_s = since.map_or(0, |t| t.elapsed().as_secs()),
                 "The outbox stores events again; taking events again"
             );
-            for slot in &s.slots {
+            for slot in s.slots().iter() {
                 slot.wake.notify_one();
             }
         }

@@ -85,8 +85,8 @@ pub(crate) struct SledOutbox {
 struct Shared {
     /// The database.
     store: Store,
-    /// Per configured target, by index.
-    slots: Vec<Slot>,
+    /// Per target slot (see [`crate::reload`]); a reload that adds targets adds slots.
+    slots: std::sync::RwLock<Arc<[Arc<Slot>]>>,
     /// The highest seq known to be on disk: queues never read past it.
     durable: AtomicU64,
     /// How long a dedupe mark holds.
@@ -130,14 +130,7 @@ impl SledOutbox {
         let watermark = store.watermark()?;
         let shared = Arc::new(Shared {
             backlog: Backlog::new(names.len(), watermark),
-            slots: names
-                .into_iter()
-                .map(|name| Slot {
-                    name,
-                    wake: Notify::new(),
-                    handoff: Handoff::default(),
-                })
-                .collect(),
+            slots: std::sync::RwLock::new(names.into_iter().map(Slot::new).collect()),
             durable: AtomicU64::new(watermark),
             dedupe_window: config.outbox.dedupe_window,
             metrics,
@@ -161,10 +154,11 @@ impl SledOutbox {
         &self.shared.store
     }
 
-    /// Count what a previous run left, chunk by chunk, into the gauges.
+    /// Count what a previous run left, chunk by chunk, into the gauges (again for the
+    /// slots counted already: [`Backlog`] counts each key once).
     fn count_backlog(&self) {
         let s = &self.shared;
-        for (index, slot) in s.slots.iter().enumerate() {
+        for (index, slot) in s.slots().iter().enumerate() {
             if let Err(e) = s.backlog.count_all(&s.store, index, &slot.name, &s.metrics) {
                 tracing::warn!(target = %slot.name, error = %error_chain(&e), "Could not count the outbox backlog; the pending and dead gauges may be low");
             }
@@ -203,7 +197,8 @@ impl Outbox for SledOutbox {
 
     async fn complete(&self, target: usize, d: &Delivery<u64>) -> Result<(), OutboxError> {
         let s = &self.shared;
-        let name = &s.slots[target].name;
+        let slot = s.slot(target);
+        let name = &slot.name;
         s.backlog
             .removed(target, d.handle, &s.metrics, || {
                 s.store.complete(name, d.handle)
@@ -227,7 +222,7 @@ impl Outbox for SledOutbox {
             body: d.body.clone(),
         };
         s.store
-            .reschedule(&s.slots[target].name, d.handle, &record)
+            .reschedule(&s.slot(target).name, d.handle, &record)
             .map_err(|e| self.failed("storing a retry schedule", e))
     }
 
@@ -246,7 +241,8 @@ impl Outbox for SledOutbox {
             cause: Some(dead.cause),
             body: d.body.clone(),
         };
-        let name = &s.slots[target].name;
+        let slot = s.slot(target);
+        let name = &slot.name;
         s.backlog
             .buried(target, d.handle, &s.metrics, || {
                 s.store.dead_letter(name, d.handle, &record)
@@ -260,6 +256,55 @@ impl Outbox for SledOutbox {
 
     fn accepting(&self) -> tokio::sync::watch::Receiver<bool> {
         self.shared.health.accepting.subscribe()
+    }
+
+    fn targets_changed(&self, names: &[String]) {
+        let s = &self.shared;
+        let grew = {
+            let mut slots = s.slots.write().unwrap_or_else(|e| e.into_inner());
+            let have = slots.len();
+            if names.len() <= have {
+                return;
+            }
+            let grown: Arc<[Arc<Slot>]> = slots
+                .iter()
+                .cloned()
+                .chain(names[have..].iter().cloned().map(Slot::new))
+                .collect();
+            *slots = grown;
+            have
+        };
+        s.backlog.grow(names.len());
+        tracing::debug!(
+            slots = names.len(),
+            new = names.len() - grew,
+            "Outbox slots added for new targets"
+        );
+        // A new target's name may hold deliveries from an earlier run: count them.
+        let counting = self.clone();
+        tokio::task::spawn_blocking(move || counting.count_backlog());
+    }
+}
+
+impl Shared {
+    /// Every slot, as of now.
+    fn slots(&self) -> Arc<[Arc<Slot>]> {
+        self.slots.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The slot of `target`.
+    fn slot(&self, target: usize) -> Arc<Slot> {
+        self.slots.read().unwrap_or_else(|e| e.into_inner())[target].clone()
+    }
+}
+
+impl Slot {
+    fn new(name: String) -> Arc<Slot> {
+        Arc::new(Slot {
+            name,
+            wake: Notify::new(),
+            handoff: Handoff::default(),
+        })
     }
 }
 

@@ -24,8 +24,8 @@ const READ_RETRY: Duration = Duration::from_secs(1);
 pub(crate) struct SledQueue {
     /// The store and the target's slot.
     outbox: SledOutbox,
-    /// The target's index.
-    target: usize,
+    /// The target's slot: its name, wake-up and handoff.
+    slot: std::sync::Arc<super::Slot>,
     /// Read ahead, from the handoff or from disk, in seq order.
     buffer: VecDeque<Delivery<u64>>,
     /// The highest seq taken into `buffer`.
@@ -42,8 +42,8 @@ impl SledQueue {
     /// A new queue reads the disk first: a backlog may be waiting from the last run.
     pub(super) fn new(outbox: SledOutbox, target: usize) -> SledQueue {
         SledQueue {
+            slot: outbox.shared.slot(target),
             outbox,
-            target,
             buffer: VecDeque::new(),
             cursor: None,
             from_disk: true,
@@ -54,7 +54,7 @@ impl SledQueue {
     /// Fill `buffer` from the handoff or the disk. `Err` when the disk read failed.
     async fn refill(&mut self) -> Result<(), crate::outbox::OutboxError> {
         let s = &self.outbox.shared;
-        let slot = &s.slots[self.target];
+        let slot = &self.slot;
         if !self.from_disk && !slot.handoff.take(&mut self.buffer, self.cursor) {
             self.from_disk = true;
         }
@@ -98,7 +98,7 @@ impl Queue for SledQueue {
                 Ok(()) => {
                     if self.failing {
                         self.failing = false;
-                        tracing::info!(target = %self.outbox.shared.slots[self.target].name, "Reading the outbox works again");
+                        tracing::info!(target = %self.slot.name, "Reading the outbox works again");
                     }
                     if !self.buffer.is_empty() || self.from_disk {
                         continue;
@@ -107,7 +107,7 @@ impl Queue for SledQueue {
                 Err(e) => {
                     let e = self.outbox.failed("reading deliveries", e);
                     if !std::mem::replace(&mut self.failing, true) {
-                        tracing::error!(target = %self.outbox.shared.slots[self.target].name, error = %error_chain(&e), "Cannot read the outbox; trying again every second");
+                        tracing::error!(target = %self.slot.name, error = %error_chain(&e), "Cannot read the outbox; trying again every second");
                     }
                     tokio::time::sleep(READ_RETRY).await;
                     continue;
@@ -115,7 +115,7 @@ impl Queue for SledQueue {
             }
             // Caught up: wait for the committer (a wake-up that came meanwhile is kept
             // as a permit, so none is missed).
-            self.outbox.shared.slots[self.target].wake.notified().await;
+            self.slot.wake.notified().await;
         }
     }
 }
