@@ -194,6 +194,32 @@ pub fn outbox_list(
     Ok(())
 }
 
+/// `outbox verify`: read every record, write nothing; an error (exit 1) when anything
+/// is unreadable, after listing each.
+pub fn outbox_verify(config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
+    let store = open(config, None)?;
+    let found = store.verify()?;
+    for (id, target, why) in &found.unreadable {
+        writeln!(out, "unreadable {id} target={target} reason={why:?}")?;
+    }
+    writeln!(
+        out,
+        "{} pending deliveries, {} dead letters, {} dedupe marks readable; {} unreadable",
+        found.pending,
+        found.dead,
+        found.marks,
+        found.unreadable.len()
+    )?;
+    if found.unreadable.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{} unreadable record(s) in the outbox: `outbox list` shows them, `outbox purge` (or \
+         `purge --dead`) removes them; see README, \"When the outbox is damaged\"",
+        found.unreadable.len()
+    )
+}
+
 pub fn outbox_retry(
     config: &Config,
     target: Option<&str>,

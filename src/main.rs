@@ -80,6 +80,8 @@ enum OutboxCommand {
         /// Delivery ids (as `list` prints them); all dead letters when none
         ids: Vec<String>,
     },
+    /// Read and decode every record, writing nothing; exit 1 if any is unreadable
+    Verify,
     /// Delete deliveries (pending ones, or dead letters with --dead); prints the count
     Purge {
         #[arg(long)]
@@ -164,6 +166,7 @@ fn main() -> ExitCode {
                 OutboxCommand::Retry { target, ids } => {
                     cli::outbox_retry(&config, target.as_deref(), &ids, out)
                 }
+                OutboxCommand::Verify => cli::outbox_verify(&config, out),
                 OutboxCommand::Purge { target, dead } => {
                     cli::outbox_purge(&config, target.as_deref(), state(dead), out)
                 }

@@ -73,6 +73,23 @@ fn backoff_at(policy: &RetryPolicy, attempts: u32, unit: f64) -> Duration {
     (half + jitter).max(policy.initial.min(nominal))
 }
 
+/// How long a delivery that has made `attempts` attempts may still wait from `now_ms` for
+/// its stored `next_attempt_ms`: never longer than the most [`next`] could have given it
+/// (the policy's nominal backoff, or the target's `floor` when one is known), so that a
+/// schedule written while the wall clock was fast is not honoured once it is corrected.
+/// `attempts` 0 (never tried) waits for nothing longer than the first backoff either.
+pub(crate) fn wait(
+    policy: &RetryPolicy,
+    attempts: u32,
+    floor: Option<Duration>,
+    next_attempt_ms: u64,
+    now_ms: u64,
+) -> Duration {
+    let stored = Duration::from_millis(next_attempt_ms.saturating_sub(now_ms));
+    let bound = backoff_at(policy, attempts.max(1), 1.0).max(floor.unwrap_or_default());
+    stored.min(bound)
+}
+
 /// What a delivery's history says about its next attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tried {
@@ -152,6 +169,49 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schedule_written_a_day_fast_waits_no_longer_than_its_backoff() {
+        let p = policy();
+        let now = 1_700_000_000_000;
+        let day = 86_400_000;
+        // Third attempt: nominal backoff 4 s, whatever the stored time says.
+        assert_eq!(wait(&p, 2, None, now + day, now), Duration::from_secs(2));
+        assert_eq!(wait(&p, 3, None, now + day, now), Duration::from_secs(4));
+        assert_eq!(wait(&p, 30, None, now + day, now), Duration::from_secs(60));
+        // A known Retry-After floor is honoured up to itself.
+        let floor = Some(Duration::from_secs(600));
+        assert_eq!(wait(&p, 1, floor, now + day, now), Duration::from_secs(600));
+        // A schedule within the bound is kept as it is; a past one waits for nothing.
+        assert_eq!(
+            wait(&p, 3, None, now + 1500, now),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(wait(&p, 3, None, now - 5, now), Duration::ZERO);
+        // Never tried: at most the first backoff.
+        assert_eq!(wait(&p, 0, None, now + day, now), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn every_schedule_next_gives_is_within_the_wait_bound() {
+        let p = policy();
+        let now = 1_700_000_000_000;
+        for attempts in 1..40 {
+            for unit in [0.0, 0.5, 1.0] {
+                let tried = Tried {
+                    attempts,
+                    enqueued_ms: now - 1000,
+                };
+                if let Next::At(at) = next(&p, tried, None, now, unit) {
+                    assert_eq!(
+                        wait(&p, attempts, None, at, now),
+                        Duration::from_millis(at - now),
+                        "{attempts} {unit}"
+                    );
+                }
+            }
+        }
+    }
 
     fn status(status: u16) -> Verdict {
         classify(&AttemptResult::Response {

@@ -357,3 +357,68 @@ fn run_without_an_api_key_exits_2() {
     assert!(out.all().contains("api_key"), "{}", out.all());
     assert!(!out.all().contains("panicked"), "{}", out.all());
 }
+
+#[tokio::test]
+async fn outbox_verify_reads_everything_names_the_unreadable_and_is_refused_while_run_holds_it() {
+    use support::server::outbox;
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    hook.respond(503, &[], "down");
+    let cfg = RelayConfig::new(&stream)
+        .retry("1h", "1h")
+        .http_target("hook", &hook, "")
+        .route(route("all").targets(&["hook"]));
+    let mut relay = Relay::start_connected(&cfg, &stream).await;
+    for id in ["91001", "91002"] {
+        let body = stream.send_event(&tweet_event(id));
+        hook.wait_for_body(&body, DEADLINE).await;
+    }
+
+    let busy = outbox(&relay, &["verify"]).await;
+    busy.assert_code(1);
+    assert!(
+        busy.stderr
+            .contains("in use by another badger-relay process"),
+        "{}",
+        busy.all()
+    );
+
+    relay.terminate();
+    relay.wait_exit(DEADLINE).await;
+    let clean = outbox(&relay, &["verify"]).await;
+    clean.assert_code(0);
+    assert!(
+        clean.stdout.contains(
+            "2 pending deliveries, 0 dead letters, 2 dedupe marks readable; 0 unreadable"
+        ),
+        "{}",
+        clean.all()
+    );
+
+    // Damage the second delivery's record, as a torn write or a bad disk would.
+    {
+        let db = sled::open(relay.outbox_dir().join("db")).unwrap();
+        let (key, _) = db.scan_prefix(b"p/hook\0").last().unwrap().unwrap();
+        db.insert(key, &b"\x09not a record"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let damaged = outbox(&relay, &["verify"]).await;
+    damaged.assert_code(1);
+    let line = damaged
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("unreadable msg_"))
+        .unwrap_or_else(|| panic!("no unreadable line: {}", damaged.all()));
+    assert!(line.contains("target=hook"), "{line}");
+    assert!(
+        damaged.stdout.contains("; 1 unreadable"),
+        "{}",
+        damaged.all()
+    );
+    assert!(damaged.stderr.contains("outbox purge"), "{}", damaged.all());
+
+    // The rest is still there, and run still starts on it.
+    let list = outbox(&relay, &["list"]).await;
+    list.assert_code(0);
+    assert!(list.stdout.contains("tweet=91001"), "{}", list.all());
+}

@@ -7,11 +7,11 @@
 //! store.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::{Worker, tweet_id};
 use crate::failure::{Cause, DeadLetter, Failure};
 use crate::outbox::{Delivery, Outbox, now_ms};
+
 use crate::retry::{self, Next, Tried, Verdict};
 use crate::shutdown::Shutdown;
 use crate::target::unix_now;
@@ -25,10 +25,17 @@ pub(super) async fn deliver<S: Outbox>(
     let name = w.target.name();
     let policy = w.target.config.retry;
     let m = w.metrics.target(w.index);
+    // The delivery's age by the monotonic clock from here on: the wall clock only says how
+    // old it was when taken (across restarts there is nothing else), so a clock set
+    // forward during the run cannot age it past `max_age` early.
+    let taken = tokio::time::Instant::now();
+    let age_at_take = wall_ms().saturating_sub(d.enqueued_ms);
+    // The target's last `Retry-After`, known within this run: the one wait that may
+    // exceed the backoff. After a restart it is gone and the backoff bounds the wait.
+    let mut floor = None;
     loop {
-        let now = now_ms();
-        if d.next_attempt_ms > now {
-            let wait = Duration::from_millis(d.next_attempt_ms - now);
+        let wait = retry::wait(&policy, d.attempts, floor, d.next_attempt_ms, wall_ms());
+        if !wait.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.wait() => return,
@@ -73,12 +80,15 @@ pub(super) async fn deliver<S: Outbox>(
             (_, None) => Failure::Recorded("the target's answer was not a success".into()),
         };
         let next = match outcome.verdict {
-            Verdict::Retry { floor } => {
+            Verdict::Retry { floor: asked } => {
+                floor = asked;
+                let now = wall_ms();
+                let age = age_at_take.saturating_add(retry::millis(taken.elapsed()));
                 let tried = Tried {
                     attempts: d.attempts,
-                    enqueued_ms: d.enqueued_ms,
+                    enqueued_ms: now.saturating_sub(age),
                 };
-                retry::next(&policy, tried, floor, now_ms(), fastrand::f64())
+                retry::next(&policy, tried, floor, now, fastrand::f64())
             }
             _ => Next::Dead(Cause::Permanent),
         };
@@ -101,7 +111,7 @@ pub(super) async fn deliver<S: Outbox>(
                     attempt = d.attempts,
                     status = failure.status(),
                     error = %failure,
-                    retry_in_ms = at.saturating_sub(now_ms()),
+                    retry_in_ms = at.saturating_sub(wall_ms()),
                     "Delivery failed; will retry"
                 );
                 // A shared engine hands it back when it is due (maybe to another replica).
@@ -111,4 +121,23 @@ pub(super) async fn deliver<S: Outbox>(
             }
         }
     }
+}
+
+/// The wall clock the schedule is read and written by: [`now_ms`], shifted in tests by
+/// [`SKEW_MS`] to step it without touching the machine's clock.
+fn wall_ms() -> u64 {
+    #[cfg(test)]
+    {
+        now_ms().saturating_add_signed(SKEW_MS.with(std::cell::Cell::get))
+    }
+    #[cfg(not(test))]
+    {
+        now_ms()
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How far the worker's wall clock is off, in ms (the worker tests run on one thread).
+    pub(super) static SKEW_MS: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
 }

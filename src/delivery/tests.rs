@@ -40,6 +40,8 @@ struct Rig {
     trigger: Trigger,
     /// The worker task.
     worker: tokio::task::JoinHandle<()>,
+    /// The target, kept to start a new worker on the same store (a restart).
+    target: Arc<Target>,
 }
 
 fn rig(extra: &str, answers: Vec<Answer>) -> Rig {
@@ -82,7 +84,7 @@ fn rig(extra: &str, answers: Vec<Answer>) -> Rig {
     let (trigger, shutdown): (Trigger, Shutdown) = crate::shutdown::channel();
     let worker = Worker {
         index: 0,
-        target,
+        target: target.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
     };
@@ -93,6 +95,7 @@ fn rig(extra: &str, answers: Vec<Answer>) -> Rig {
         seen,
         trigger,
         worker,
+        target,
     }
 }
 
@@ -135,6 +138,23 @@ impl Rig {
 
     fn times(&self) -> Vec<tokio::time::Instant> {
         self.seen.lock().unwrap().iter().map(|(t, _)| *t).collect()
+    }
+
+    /// Stop the worker and start a new one on the same store and target, as a restart.
+    async fn restart(&mut self) {
+        let (trigger, shutdown) = crate::shutdown::channel();
+        std::mem::replace(&mut self.trigger, trigger).trigger();
+        let worker = Worker {
+            index: 0,
+            target: self.target.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let old = std::mem::replace(&mut self.worker, tokio::spawn(worker.run(shutdown)));
+        tokio::time::timeout(Duration::from_secs(30), old)
+            .await
+            .expect("the worker stops after shutdown")
+            .unwrap();
     }
 
     async fn stop(self) {
@@ -322,4 +342,67 @@ async fn a_delivery_the_store_cannot_mark_done_keeps_its_slot_until_it_can() {
         .await;
     assert_eq!(r.bodies().len(), 2, "the first was not sent again");
     r.stop().await;
+}
+
+/// Sets the worker's wall clock `ms` off (see `attempt::SKEW_MS`).
+fn skew(ms: i64) {
+    super::attempt::SKEW_MS.with(|s| s.set(ms));
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_scheduled_a_day_fast_waits_only_its_backoff_once_the_clock_is_corrected() {
+    let mut rig = rig(
+        "concurrency = 1\nretry = { initial = \"10s\", max = \"10s\", max_age = \"7d\" }",
+        vec![Answer::Status(503)],
+    );
+    skew(DAY_MS);
+    rig.events(0..2).await;
+    rig.until("the first attempt", |r| r.times().len() == 1)
+        .await;
+    // Written by the fast clock: a day and 10 s from the real now.
+    rig.until("the schedule stored", |r| {
+        r.store.schedule(0, 0).is_some_and(|(a, _, _)| a == 1)
+    })
+    .await;
+    let (_, at, _) = rig.store.schedule(0, 0).unwrap();
+    assert!(at > crate::outbox::now_ms() + 86_000_000, "stored at {at}");
+    // The clock is corrected, the relay restarts: the retry comes within its backoff,
+    // and the delivery behind it (concurrency 1) is not held for a day.
+    skew(0);
+    rig.restart().await;
+    let restarted = tokio::time::Instant::now();
+    rig.until("both delivered", |r| r.store.completed(0).len() == 2)
+        .await;
+    let retried = rig.times()[1];
+    assert!(
+        retried.duration_since(restarted) <= Duration::from_secs(10),
+        "retried {:?} after the restart",
+        retried.duration_since(restarted)
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clock_set_forward_in_a_run_does_not_age_a_delivery_past_max_age() {
+    let rig = rig(
+        "retry = { initial = \"1s\", max = \"1s\", max_age = \"1h\" }",
+        vec![Answer::Status(503), Answer::Status(503)],
+    );
+    rig.events(0..1).await;
+    rig.until("the first attempt", |r| r.times().len() == 1)
+        .await;
+    // Two hours forward by the wall clock, a second or so by the monotonic one.
+    skew(2 * 3_600_000);
+    rig.until("delivered", |r| r.store.completed(0).len() == 1)
+        .await;
+    assert!(
+        rig.store.dead(0).is_empty(),
+        "dead: {:?}",
+        rig.store.dead(0)
+    );
+    assert_eq!(rig.times().len(), 3);
+    skew(0);
+    rig.stop().await;
 }

@@ -273,6 +273,21 @@ pub(crate) trait Admin {
     fn targets(&self) -> Result<Vec<String>, OutboxError>;
     /// Where the outbox is and how much it takes on disk, for `outbox stats`.
     fn size(&self) -> Result<(String, u64), OutboxError>;
+    /// Read and decode everything stored, writing nothing: for `outbox verify`.
+    fn verify(&self) -> Result<Verified, OutboxError>;
+}
+
+/// What `outbox verify` found.
+#[derive(Debug, Default)]
+pub(crate) struct Verified {
+    /// Readable pending deliveries.
+    pub pending: u64,
+    /// Readable dead letters.
+    pub dead: u64,
+    /// Readable dedupe marks.
+    pub marks: u64,
+    /// What could not be read: (delivery id or key, target, why). Empty: all is well.
+    pub unreadable: Vec<(String, String, String)>,
 }
 
 /// A delivery id given to `outbox retry` that this store cannot have made.

@@ -88,6 +88,14 @@ impl Relay {
         }
     }
 
+    /// Replaces the extra environment of the runs to come (a restart without a fake clock).
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+
     /// Starts `run` again with the same config and outbox (the previous run must have
     /// exited or been killed; a running one is killed first).
     pub fn restart(&mut self) {

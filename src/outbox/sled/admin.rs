@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use super::keys::parse_key;
+use super::record::Record;
 use super::store::Store;
-use crate::outbox::{Admin, BadId, Counts, Listed, OutboxError, State};
+use crate::outbox::{Admin, BadId, Counts, Listed, OutboxError, State, Verified};
 
 impl Admin for Store {
     fn stats(&self) -> Result<BTreeMap<String, Counts>, OutboxError> {
@@ -68,5 +70,60 @@ impl Admin for Store {
 
     fn size(&self) -> Result<(String, u64), OutboxError> {
         Ok((self.path().display().to_string(), self.size_on_disk()?))
+    }
+
+    fn verify(&self) -> Result<Verified, OutboxError> {
+        let mut found = Verified::default();
+        for item in self.db()?.iter() {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let shown = || String::from_utf8_lossy(&k).replace('\0', "/");
+            match k.first() {
+                Some(b'p' | b'd') => match parse_key(&k) {
+                    None => {
+                        found
+                            .unreadable
+                            .push((shown(), String::new(), "a malformed key".into()))
+                    }
+                    Some((state, target, seq)) => match Record::decode(&v) {
+                        Ok(_) if state == State::Pending => found.pending += 1,
+                        Ok(_) => found.dead += 1,
+                        Err(e) => found.unreadable.push((
+                            self.delivery_id(seq),
+                            target.to_owned(),
+                            e.to_string(),
+                        )),
+                    },
+                },
+                Some(b'k') => {
+                    let target = k
+                        .get(2..)
+                        .and_then(|r| r.split(|&b| b == 0).next())
+                        .unwrap_or_default();
+                    if v.len() == 8 {
+                        found.marks += 1;
+                    } else {
+                        found.unreadable.push((
+                            shown(),
+                            String::from_utf8_lossy(target).into_owned(),
+                            format!("a dedupe mark of {} bytes, not 8", v.len()),
+                        ));
+                    }
+                }
+                _ if k.as_ref() == b"m/instance" && v.len() != 8 => {
+                    found.unreadable.push((
+                        shown(),
+                        String::new(),
+                        format!("the instance marker holds {} bytes, not 8", v.len()),
+                    ));
+                }
+                Some(b'm') => {}
+                _ => found.unreadable.push((
+                    shown(),
+                    String::new(),
+                    "a key this version does not know".into(),
+                )),
+            }
+        }
+        Ok(found)
     }
 }

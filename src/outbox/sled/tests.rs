@@ -574,3 +574,38 @@ fn the_backlog_count_and_the_runtime_never_count_a_delivery_twice_or_not_at_all(
     let (pending, dead) = store.stats().unwrap()["x"];
     assert_eq!(gauges(&metrics), (pending as i64, dead as i64));
 }
+
+#[test]
+fn verify_reads_everything_names_what_is_unreadable_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    for i in 0..3 {
+        store
+            .enqueue(&body("{}"), &[("x", format!("k{i}"))], DAY, 0)
+            .unwrap();
+    }
+    let clean = Admin::verify(&store).unwrap();
+    assert_eq!((clean.pending, clean.dead, clean.marks), (3, 0, 3));
+    assert!(clean.unreadable.is_empty(), "{:?}", clean.unreadable);
+
+    let seqs = pending_seqs(&store, "x");
+    let db = store.db().unwrap();
+    db.insert(key(State::Pending, "x", seqs[1]), &b"\x09garbage"[..])
+        .unwrap();
+    db.insert(b"k/y\0kk", &b"short"[..]).unwrap();
+    let before: Vec<_> = db.iter().collect::<Result<_, _>>().unwrap();
+    let found = Admin::verify(&store).unwrap();
+    assert_eq!((found.pending, found.dead, found.marks), (2, 0, 3));
+    assert_eq!(found.unreadable.len(), 2, "{:?}", found.unreadable);
+    // In key order: the mark (`k/`) before the delivery (`p/`).
+    assert_eq!(found.unreadable[0].1, "y");
+    assert!(found.unreadable[0].2.contains("dedupe mark"));
+    let (id, target, why) = &found.unreadable[1];
+    assert_eq!(
+        (id.as_str(), target.as_str()),
+        (store.delivery_id(seqs[1]).as_str(), "x")
+    );
+    assert!(why.contains("unreadable"), "{why}");
+    let after: Vec<_> = db.iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(before, after, "verify wrote nothing");
+}

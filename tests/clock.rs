@@ -1,0 +1,84 @@
+//! A stepped wall clock, on the real binary: libfaketime (Debian's `faketime` package,
+//! `LD_PRELOAD`ed) sets the relay's wall clock a day fast; the monotonic clock (tokio's
+//! timers) is left alone (`DONT_FAKE_MONOTONIC=1`). Without the library the test fails
+//! and says how to install it; it never skips.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use support::server::*;
+use support::*;
+
+/// Where Debian's `libfaketime` puts the preload library.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The environment that runs the relay a day fast by the wall clock only.
+fn a_day_fast() -> [(&'static str, &'static str); 4] {
+    assert!(
+        Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: install Debian's faketime package (apt-get install faketime); \
+         .ci/run does"
+    );
+    [
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME", "+1d"),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("DONT_FAKE_MONOTONIC", "1"),
+    ]
+}
+
+#[tokio::test]
+async fn a_retry_scheduled_while_the_clock_was_a_day_fast_comes_within_its_backoff() {
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    hook.respond(503, &[], "down");
+    let cfg = RelayConfig::new(&stream)
+        .retry("10s", "10s")
+        .http_target("hook", &hook, "concurrency = 1")
+        .route(route("all").targets(&["hook"]));
+    let mut relay = Relay::prepare(&cfg, &a_day_fast());
+    let before = stream.connections();
+    relay.restart();
+    relay.wait_connected(&stream, before).await;
+
+    let first = stream.send_event(&tweet_event("90001"));
+    stream.send_event(&tweet_event("90002"));
+    hook.wait_for_body(&first, DEADLINE).await;
+    relay
+        .wait_for_log("Delivery failed; will retry", DEADLINE)
+        .await;
+    relay.terminate();
+    relay.wait_exit(DEADLINE).await;
+
+    // The schedule was written by the fast clock: about a day from the real now.
+    let list = outbox(&relay, &["list"]).await;
+    list.assert_code(0);
+    let next = list
+        .stdout
+        .lines()
+        .find(|l| l.contains("tweet=90001"))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("next=")))
+        .unwrap_or_else(|| panic!("no schedule for 90001 in {}", list.stdout));
+    let next = humantime::parse_rfc3339(next).expect("an RFC 3339 time");
+    let ahead = next.duration_since(SystemTime::now()).unwrap_or_default();
+    assert!(
+        ahead > Duration::from_secs(23 * 3600),
+        "libfaketime did not set the clock forward: next attempt {ahead:?} from now"
+    );
+
+    // The clock is corrected and the relay restarts: the retry comes within its backoff
+    // (10 s), not a day later, and the delivery behind it (concurrency 1) follows.
+    relay.set_env(&[]);
+    hook.always_ok();
+    let restarted = Instant::now();
+    relay.restart_connected(&stream).await;
+    let ids = ["90001", "90002"].map(String::from).into();
+    hook.wait_for_tweet_ids(&ids, Duration::from_secs(60)).await;
+    let took = restarted.elapsed();
+    assert!(
+        took < Duration::from_secs(25),
+        "retried {took:?} after the restart; its backoff is 10 s"
+    );
+}
