@@ -219,7 +219,18 @@ mod tests {
                 .unwrap()
         };
         assert!(seqs[1].is_none());
-        let spool = Spool::open(dir.path()).unwrap();
+        // sled's flush threads may hold the closed database's file lock a moment longer.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let spool = loop {
+            match Spool::open(dir.path()) {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("the spool does not reopen: {e}"),
+            }
+        };
         let oldest = spool.oldest(10).unwrap();
         let keys: Vec<&str> = oldest
             .iter()
