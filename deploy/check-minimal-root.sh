@@ -9,6 +9,9 @@ bin=${1:-target/release/badger-relay}
 [ -x "$bin" ] || { echo "no binary at $bin (cargo build --release first)" >&2; exit 1; }
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
+# A container from this image has no system CA bundle, so no SSL_CERT_FILE naming one:
+# the host's (if it sets one) would point at a file the empty root does not have.
+unset SSL_CERT_FILE SSL_CERT_DIR
 
 cp "$bin" "$root/badger-relay"
 for lib in $(ldd "$bin" | grep -o '/[^ )]*'); do
