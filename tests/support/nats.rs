@@ -9,10 +9,16 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// The binary: `NATS_SERVER_BIN`, else `nats-server` on `PATH`. Panics when absent.
+/// The binary: `NATS_SERVER_BIN`, else the one `.ci/run` installed under `target/`, else
+/// `nats-server` on `PATH`. Panics when absent.
 pub fn bin() -> PathBuf {
     if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
         return PathBuf::from(path);
+    }
+    let installed =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/nats-server-bin/bin/nats-server");
+    if installed.is_file() {
+        return installed;
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
