@@ -50,6 +50,7 @@ pub mod target;
 
 // Everything else is the pipeline's inside.
 mod delivery;
+mod escape;
 mod failure;
 mod intake;
 mod outbox;

@@ -84,20 +84,7 @@ pub(super) fn token(name: &str) -> String {
 
 /// The other direction of [`token`].
 pub(super) fn untoken(token: &str) -> Option<String> {
-    let bytes = token.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'_' {
-            let hex = token.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::escape::unescape(token, b'_')
 }
 
 #[cfg(test)]

@@ -213,14 +213,7 @@ impl Outbox for SledOutbox {
         failure: &Failure,
     ) -> Result<(), OutboxError> {
         let s = &self.shared;
-        let record = Record {
-            attempts: d.attempts,
-            enqueued_ms: d.enqueued_ms,
-            next_attempt_ms: d.next_attempt_ms,
-            failure: Some(failure.clone()),
-            cause: None,
-            body: d.body.clone(),
-        };
+        let record = record(d, failure.clone(), None);
         s.store
             .reschedule(&s.slot(target).name, d.handle, &record)
             .map_err(|e| self.failed("storing a retry schedule", e))
@@ -233,14 +226,7 @@ impl Outbox for SledOutbox {
         dead: &DeadLetter,
     ) -> Result<(), OutboxError> {
         let s = &self.shared;
-        let record = Record {
-            attempts: d.attempts,
-            enqueued_ms: d.enqueued_ms,
-            next_attempt_ms: d.next_attempt_ms,
-            failure: Some(dead.failure.clone()),
-            cause: Some(dead.cause),
-            body: d.body.clone(),
-        };
+        let record = record(d, dead.failure.clone(), Some(dead.cause));
         let slot = s.slot(target);
         let name = &slot.name;
         s.backlog
@@ -305,6 +291,19 @@ impl Slot {
             wake: Notify::new(),
             handoff: Handoff::default(),
         })
+    }
+}
+
+/// The record of a delivery after a failed attempt: its schedule, the failure, and for
+/// a dead letter why it was given up on.
+fn record(d: &Delivery<u64>, failure: Failure, cause: Option<crate::failure::Cause>) -> Record {
+    Record {
+        attempts: d.attempts,
+        enqueued_ms: d.enqueued_ms,
+        next_attempt_ms: d.next_attempt_ms,
+        failure: Some(failure),
+        cause,
+        body: d.body.clone(),
     }
 }
 
