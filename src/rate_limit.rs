@@ -56,24 +56,48 @@ impl RateLimiter {
     pub fn try_acquire(&self) -> Result<(), Duration> {
         let now = Instant::now();
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let tokens = self.tokens_at(&mut s, now)?;
+        if self.interval.is_some() {
+            s.tokens = if tokens >= 1.0 { tokens - 1.0 } else { tokens };
+            s.refilled = now;
+        }
+        self.verdict(tokens)
+    }
+
+    /// The tokens there are at `now`, or the time left of a pause (which it clears once
+    /// over). Only `try_acquire` stores the refill.
+    fn tokens_at(&self, s: &mut State, now: Instant) -> Result<f64, Duration> {
         if let Some(until) = s.paused_until {
             if until > now {
                 return Err(until - now);
             }
             s.paused_until = None;
         }
-        let Some(interval) = self.interval else {
-            return Ok(());
-        };
-        let elapsed = now.duration_since(s.refilled);
-        s.tokens = (s.tokens + elapsed.as_secs_f64() / interval.as_secs_f64()).min(self.burst);
-        s.refilled = now;
-        if s.tokens >= 1.0 {
-            s.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(interval.mul_f64(1.0 - s.tokens))
+        Ok(match self.interval {
+            None => f64::INFINITY,
+            Some(interval) => {
+                let elapsed = now.duration_since(s.refilled);
+                (s.tokens + elapsed.as_secs_f64() / interval.as_secs_f64()).min(self.burst)
+            }
+        })
+    }
+
+    /// Go with `tokens` available, or the wait until one is.
+    fn verdict(&self, tokens: f64) -> Result<(), Duration> {
+        match self.interval {
+            Some(interval) if tokens < 1.0 => Err(interval.mul_f64(1.0 - tokens)),
+            _ => Ok(()),
         }
+    }
+
+    /// How long until a token would be free, without taking one (zero: now). A digest
+    /// target asks this to learn whether a delivery would have to wait.
+    pub fn wait_time(&self) -> Duration {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.tokens_at(&mut s, Instant::now())
+            .and_then(|tokens| self.verdict(tokens))
+            .err()
+            .unwrap_or(Duration::ZERO)
     }
 
     /// Wait for a token.
@@ -112,6 +136,31 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_time_says_how_long_without_taking_a_token() {
+        let l = RateLimiter::new(Some(RateLimit {
+            count: 1,
+            per: Duration::from_secs(1),
+        }));
+        assert_eq!(l.wait_time(), Duration::ZERO);
+        assert_eq!(l.wait_time(), Duration::ZERO, "asking took a token");
+        l.acquire().await;
+        let wait = l.wait_time();
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_millis(1020),
+            "{wait:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let wait = l.wait_time();
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(520),
+            "{wait:?}"
+        );
+        l.pause_for(Duration::from_secs(5));
+        assert_eq!(l.wait_time(), Duration::from_secs(5));
+        assert!(RateLimiter::new(None).wait_time().is_zero());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn one_per_second_spaces_requests() {

@@ -135,6 +135,9 @@ pub struct TargetMetrics {
     pub retried: Counter,
     /// Deliveries moved to the dead letters.
     pub dead: Counter,
+    /// Deliveries not sent because their tweet was older than `stale_after`
+    /// (`stale = "drop"`).
+    pub stale: Counter,
     /// Deliveries waiting in the outbox.
     pub pending: Gauge,
     /// Dead letters in the outbox.
@@ -294,6 +297,7 @@ impl Metrics {
                 ("delivered", &t.delivered),
                 ("retried", &t.retried),
                 ("dead", &t.dead),
+                ("stale", &t.stale),
             ] {
                 let _ = writeln!(
                     out,

@@ -12,6 +12,7 @@
 //! reported as a [`ConfigError`] naming the file, line, column and key; `summary.rs`
 //! writes what `check` prints.
 
+mod burst;
 mod document;
 mod error;
 pub(crate) use error::closest;
@@ -33,6 +34,7 @@ use crate::proxy::Proxy;
 use crate::secret::{Secret, SecretUrl};
 use crate::tls::CaFile;
 
+pub(crate) use burst::DIGEST_MAX;
 pub use error::{ConfigError, Diagnostic};
 pub use filter::{Comparison, Exclusion, Expected, FieldCondition, Number};
 
@@ -256,6 +258,35 @@ pub struct TargetConfig {
     /// CA bundles trusted on top of the bundled roots: the global ones of
     /// [`Config::tls`], then the target's own `tls.ca_file`.
     pub tls: Vec<CaFile>,
+    /// `digest` and `stale`: what a chat target does with a backlog. Off for http.
+    pub burst: Burst,
+}
+
+/// How a chat target folds what piled up behind its rate limit or an outage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Burst {
+    /// `digest = { max = N }`: up to N deliveries waiting behind the rate limit go out
+    /// as one message.
+    pub digest: Option<usize>,
+    /// `stale_after` with `stale = "digest" | "drop"`; `None` sends stale tweets as any.
+    pub stale: Option<Stale>,
+}
+
+/// What happens to a tweet older than `after` when its turn comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale {
+    /// Age (from `tweet_published_at`, else `detected_at`) past which a tweet is stale.
+    pub after: Duration,
+    /// Fold the stale ones into one message, or drop them.
+    pub action: StaleAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleAction {
+    /// One "N tweets from while delivery was delayed" message.
+    Digest,
+    /// Not sent; counted as `outcome="stale"`.
+    Drop,
 }
 
 /// `count` requests per `per`: `"1/s"` is {1, 1 s}, `"5/2s"` is {5, 2 s}.

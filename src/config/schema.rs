@@ -12,6 +12,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde_spanned::Spanned;
 use toml::de::DeTable;
 
+use super::burst;
 use super::document::{Item, Table, unknown_key};
 use super::error::{Problem, closest};
 use super::filter;
@@ -19,8 +20,8 @@ use super::interpolate::Env;
 use super::network;
 use super::values::{self, Invalid};
 use super::{
-    Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, NatsAuth, NatsConfig, NatsUrl,
-    OutboxBackend, OutboxConfig, RateLimit, ReconnectConfig, RetryPolicy, RouteConfig,
+    Burst, Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, NatsAuth, NatsConfig,
+    NatsUrl, OutboxBackend, OutboxConfig, RateLimit, ReconnectConfig, RetryPolicy, RouteConfig,
     ServerConfig, SlackOptions, SourceConfig, TargetConfig, TargetKind,
 };
 use crate::secret::{Secret, SecretUrl};
@@ -75,6 +76,9 @@ const SLACK_KEYS: &[&str] = &[
     "template",
     "unfurl_links",
     "unfurl_media",
+    "digest",
+    "stale_after",
+    "stale",
 ];
 const DISCORD_KEYS: &[&str] = &[
     "username",
@@ -83,6 +87,9 @@ const DISCORD_KEYS: &[&str] = &[
     "thread_name",
     "suppress_notifications",
     "template",
+    "digest",
+    "stale_after",
+    "stale",
 ];
 const HTTP_KEYS: &[&str] = &["method", "headers", "signing_secret"];
 const ROUTE_KEYS: &[&str] = &[
@@ -598,6 +605,10 @@ fn target(
         ),
         Kind::Http => (TargetKind::Http(http(t, env)?), 4, None, DedupeMode::Event),
     };
+    let burst = match kind {
+        TargetKind::Http(_) => Burst::default(),
+        _ => burst::burst(t, env, t.get("concurrency").zip(concurrency))?,
+    };
     let mut tls = global_tls.to_vec();
     if let Some(item) = t.get("tls") {
         tls.extend(network::target_tls(item, env)?);
@@ -612,6 +623,7 @@ fn target(
         timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
         retry,
         dedupe: dedupe.unwrap_or(default_dedupe),
+        burst,
     })
 }
 
@@ -811,7 +823,7 @@ fn parse<T>(
     f(&s).map_err(|invalid| item.problem(invalid.message).suggest(invalid.suggestion))
 }
 
-fn duration(item: &Item, env: Env) -> Result<Duration, Problem> {
+pub(super) fn duration(item: &Item, env: Env) -> Result<Duration, Problem> {
     if item.is_integer() {
         return Err(item.problem(
             "expected a duration with a unit, like \"10s\" or \"500ms\", found a bare number",

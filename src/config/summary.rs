@@ -205,6 +205,7 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
             );
         }
     }
+    options.extend(super::burst::describe(&t.burst));
     if !options.is_empty() {
         writeln!(out, "    {}", options.join(", "))?;
     }

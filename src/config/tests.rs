@@ -1754,3 +1754,63 @@ fn ack_wait_must_be_twice_every_target_timeout() {
     ));
     parse(&slack_target("timeout = \"1m\"\n"));
 }
+
+// ---------------------------------------------------------------------------------
+// Bursts and stale tweets
+
+#[test]
+fn digest_and_stale_are_read_for_chat_targets() {
+    let c = parse(&slack_target(
+        "digest = { max = 10 }\nstale_after = \"15m\"\nstale = \"digest\"\n",
+    ));
+    let burst = c.targets[0].burst;
+    assert_eq!(burst.digest, Some(10));
+    assert_eq!(
+        burst.stale,
+        Some(Stale {
+            after: Duration::from_secs(900),
+            action: StaleAction::Digest
+        })
+    );
+    let c = parse(&slack_target("stale_after = \"1h\"\nstale = \"send\"\n"));
+    assert_eq!(c.targets[0].burst, Burst::default(), "send is off");
+    assert!(!c.targets[0].burst.folds());
+    let c = parse(&format!(
+        "{}\nstale_after = \"1h\"\nstale = \"drop\"\n",
+        slack_target("").replace("slack", "discord")
+    ));
+    assert_eq!(c.targets[0].burst.stale.unwrap().action, StaleAction::Drop);
+    let summary = super::summary::render(&c);
+    assert!(
+        summary.contains("tweets older than 1h dropped"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn digest_and_stale_mistakes_are_config_errors() {
+    assert_eq!(
+        error(&http_target("digest = { max = 5 }\n")),
+        "relay.toml:4:1: targets.t.digest: not valid for an http target (only slack and discord targets take it)"
+    );
+    assert_eq!(
+        error(&slack_target("digest = { max = 1 }\n")),
+        "relay.toml:4:18: targets.t.digest.max: must be between 2 and 25"
+    );
+    assert_eq!(
+        error(&slack_target("digest = { most = 5 }\n")),
+        "relay.toml:4:12: targets.t.digest.most: unknown key"
+    );
+    assert_eq!(
+        error(&slack_target("stale = \"digest\"\n")),
+        "relay.toml:4:1: targets.t.stale: needs `stale_after` too: the age past which a tweet counts as stale (like \"15m\")"
+    );
+    assert_eq!(
+        error(&slack_target("stale_after = \"15m\"\nstale = \"dorp\"\n")),
+        "relay.toml:5:9: targets.t.stale: unknown stale action: expected `digest`, `drop` or `send` (did you mean `drop`?)"
+    );
+    assert_eq!(
+        error(&slack_target("digest = { max = 5 }\nconcurrency = 2\n")),
+        "relay.toml:5:15: targets.t.concurrency: must be 1 on a target with `digest` or `stale`: such a target sends one message at a time and folds what waits behind it"
+    );
+}

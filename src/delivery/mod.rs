@@ -17,6 +17,9 @@
 //! application's drain deadline to finish.
 
 mod attempt;
+mod fold;
+#[cfg(test)]
+mod fold_tests;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +50,9 @@ impl<S: Outbox> Worker<S> {
         let this = Arc::new(self);
         let concurrency = this.target.config.concurrency.max(1);
         let mut queue = this.store.clone().queue(this.index);
+        if this.target.config.burst.folds() {
+            return fold::run(this, queue, shutdown).await;
+        }
         let mut in_flight = tokio::task::JoinSet::new();
         // Which delivery each task carries, to deal with a task that panicked.
         let mut carrying = HashMap::new();
@@ -58,8 +64,9 @@ impl<S: Outbox> Worker<S> {
             tokio::select! {
                 _ = shutdown.wait(), if !stopping => stopping = true,
                 d = queue.next(), if !stopping && in_flight.len() < concurrency => {
-                    let task = in_flight.spawn(attempt::deliver(this.clone(), d.clone(), shutdown.clone()));
-                    carrying.insert(task.id(), d);
+                    let unit = attempt::Unit::one(d);
+                    let task = in_flight.spawn(attempt::deliver(this.clone(), unit.clone(), shutdown.clone()));
+                    carrying.insert(task.id(), unit);
                 }
                 Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
                     match done {
@@ -67,10 +74,10 @@ impl<S: Outbox> Worker<S> {
                             carrying.remove(&task);
                         }
                         Err(e) => {
-                            if let Some(d) = carrying.remove(&e.id())
+                            if let Some(unit) = carrying.remove(&e.id())
                                 && e.is_panic()
                             {
-                                this.after_panic(d, &mut shutdown.clone()).await;
+                                this.after_panic(unit, &mut shutdown.clone()).await;
                             }
                         }
                     }
@@ -82,12 +89,25 @@ impl<S: Outbox> Worker<S> {
     /// A delivery's task panicked (a bug). Its slot is free and the queue has moved on, so
     /// leaving it pending would let later deliveries overtake it and leave it untried
     /// until a restart (where it would likely panic again): dead-letter it, loudly.
-    async fn after_panic(&self, d: Delivery<S::Handle>, shutdown: &mut Shutdown) {
+    async fn after_panic(&self, unit: attempt::Unit<S::Handle>, shutdown: &mut Shutdown) {
         let dead = DeadLetter {
             cause: Cause::Permanent,
             failure: Failure::Internal,
         };
-        self.bury(&d, &dead, None, shutdown).await;
+        self.bury_all(&unit, &dead, None, shutdown).await;
+    }
+
+    /// Dead-letter every delivery of a message, in order.
+    async fn bury_all(
+        &self,
+        unit: &attempt::Unit<S::Handle>,
+        dead: &DeadLetter,
+        advice: Option<&str>,
+        shutdown: &mut Shutdown,
+    ) {
+        for d in &unit.deliveries {
+            self.bury(d, dead, advice, shutdown).await;
+        }
     }
 
     /// Remove a delivered delivery from the store, retrying until it is removed (or

@@ -20,7 +20,7 @@ use crate::telemetry::Metrics;
 
 /// One scripted answer.
 #[derive(Clone)]
-enum Answer {
+pub(super) enum Answer {
     Status(u16),
     /// 429 with this `Retry-After` (seconds).
     Throttled(u64),
@@ -29,11 +29,11 @@ enum Answer {
 
 /// A target of `type = "http"` with `extra` TOML lines, answered by `answers` in turn
 /// (then 200s); records each request's body and when (by tokio's clock) it came.
-struct Rig {
+pub(super) struct Rig {
     /// The worker's store.
-    store: Arc<MemoryOutbox>,
+    pub(super) store: Arc<MemoryOutbox>,
     /// The worker's metrics.
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
     /// Every request: when (tokio's clock) and its body.
     seen: Arc<Mutex<Vec<(tokio::time::Instant, Bytes)>>>,
     /// Stops the worker.
@@ -45,8 +45,13 @@ struct Rig {
 }
 
 fn rig(extra: &str, answers: Vec<Answer>) -> Rig {
+    rig_of("http", extra, answers)
+}
+
+/// [`rig`] for a target of type `kind`.
+pub(super) fn rig_of(kind: &str, extra: &str, answers: Vec<Answer>) -> Rig {
     let text = format!(
-        "[targets.hook]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/hook\"\n{extra}\n\n[[routes]]\nname = \"all\"\ntargets = [\"hook\"]\n"
+        "[targets.hook]\ntype = \"{kind}\"\nurl = \"http://127.0.0.1:9/hook\"\n{extra}\n\n[[routes]]\nname = \"all\"\ntargets = [\"hook\"]\n"
     );
     let config = Config::parse(&text, std::path::Path::new("test.toml"), &|_| None).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -102,9 +107,19 @@ fn rig(extra: &str, answers: Vec<Answer>) -> Rig {
 impl Rig {
     /// Enqueue events `from..to` (`{"tweet_id":"N"}`), each its own dedupe key.
     async fn events(&self, range: std::ops::Range<u32>) {
+        self.events_of(range, |n| format!("{{\"tweet_id\":\"{n}\"}}"))
+            .await;
+    }
+
+    /// Enqueue events `from..to` with bodies made by `body`, each its own dedupe key.
+    pub(super) async fn events_of(
+        &self,
+        range: std::ops::Range<u32>,
+        body: impl Fn(u32) -> String,
+    ) {
         let group: Vec<Routed> = range
             .map(|n| Routed {
-                event: Event::parse(Bytes::from(format!("{{\"tweet_id\":\"{n}\"}}"))).unwrap(),
+                event: Event::parse(Bytes::from(body(n))).unwrap(),
                 deliveries: vec![(0, format!("k{n}"))],
             })
             .collect();
@@ -112,7 +127,7 @@ impl Rig {
     }
 
     /// Advance the paused clock until `done` holds (or a minute of test time passed).
-    async fn until(&self, what: &str, done: impl Fn(&Rig) -> bool) {
+    pub(super) async fn until(&self, what: &str, done: impl Fn(&Rig) -> bool) {
         for _ in 0..60_000 {
             if done(self) {
                 return;
@@ -127,7 +142,7 @@ impl Rig {
         );
     }
 
-    fn bodies(&self) -> Vec<String> {
+    pub(super) fn bodies(&self) -> Vec<String> {
         self.seen
             .lock()
             .unwrap()
@@ -136,12 +151,12 @@ impl Rig {
             .collect()
     }
 
-    fn times(&self) -> Vec<tokio::time::Instant> {
+    pub(super) fn times(&self) -> Vec<tokio::time::Instant> {
         self.seen.lock().unwrap().iter().map(|(t, _)| *t).collect()
     }
 
     /// Stop the worker and start a new one on the same store and target, as a restart.
-    async fn restart(&mut self) {
+    pub(super) async fn restart(&mut self) {
         let (trigger, shutdown) = crate::shutdown::channel();
         std::mem::replace(&mut self.trigger, trigger).trigger();
         let worker = Worker {
@@ -157,7 +172,7 @@ impl Rig {
             .unwrap();
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.trigger.trigger();
         tokio::time::timeout(Duration::from_secs(30), self.worker)
             .await

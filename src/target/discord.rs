@@ -159,6 +159,89 @@ pub fn payload(event: &Map<String, Value>, opts: &DiscordOptions) -> Value {
     Value::Object(body)
 }
 
+/// The execute-webhook body listing several tweets in one embed (see
+/// [`super::digest`]): the heading as its title, one line per tweet in the description
+/// (`**@author**: text · [Open on X](<url>)`), cut to what the embed limits leave.
+pub(crate) fn digest_payload(
+    heading: super::digest::Heading,
+    events: &[Map<String, Value>],
+    opts: &DiscordOptions,
+) -> Value {
+    let title = truncate_chars(&heading.text(events.len()), TITLE_MAX).into_owned();
+    let listed = events.len().clamp(1, super::digest::LISTED_MAX);
+    let rest = super::digest::rest(events.len());
+    // Each line gets an even share of the description, so the last tweet is not the one
+    // cut away; a line over its share is cut, never dropped.
+    let budget = DESCRIPTION_MAX
+        .min(EMBED_TOTAL_MAX - title.chars().count())
+        .saturating_sub(rest.as_ref().map_or(0, |r| r.chars().count() + 2));
+    let share = budget / listed - 1;
+    let mut lines = Vec::new();
+    for event in events.iter().take(super::digest::LISTED_MAX) {
+        let tweet = Tweet::from_event(event);
+        let mut line = String::new();
+        if let Some(author) = tweet.author {
+            line.push_str(&format!(
+                "**@{}**: ",
+                then(tweet_safe(author), escape_markdown)
+            ));
+        }
+        let link = tweet
+            .url
+            .as_ref()
+            .map(|u| format!(" · [Open on X](<{u}>)"))
+            .filter(|l| l.chars().count() < share / 2)
+            .unwrap_or_default();
+        let text = tweet.text.map_or(Cow::Borrowed(NO_TEXT), tweet_safe);
+        let room = share.saturating_sub(line.chars().count() + link.chars().count());
+        let room = room.min(super::digest::ITEM_TEXT_MAX);
+        line.push_str(&truncate_chars(&text.replace('\n', " "), room));
+        line.push_str(&link);
+        lines.push(truncate_chars(&line, share).into_owned());
+    }
+    lines.extend(rest);
+    let mut embed = Map::new();
+    embed.insert("title".into(), title.clone().into());
+    embed.insert("description".into(), lines.join("\n").into());
+    embed.insert("color".into(), COLOR.into());
+    let mut body = Map::new();
+    body.insert("embeds".into(), json!([embed]));
+    body.insert("allowed_mentions".into(), json!({ "parse": [] }));
+    if let Some(username) = &opts.username {
+        body.insert("username".into(), username.clone().into());
+    }
+    if let Some(avatar_url) = &opts.avatar_url {
+        body.insert("avatar_url".into(), avatar_url.clone().into());
+    }
+    if opts.thread_name.is_some() {
+        // A forum channel needs a title for the post the digest opens.
+        body.insert(
+            "thread_name".into(),
+            truncate_chars(&title, THREAD_NAME_MAX).into_owned().into(),
+        );
+    }
+    if opts.suppress_notifications {
+        body.insert("flags".into(), SUPPRESS_NOTIFICATIONS.into());
+    }
+    Value::Object(body)
+}
+
+/// A name shown in bold: Discord markdown's own characters escaped, so an X handle
+/// such as `__init__` stays a name and cannot end the bold early.
+fn escape_markdown(s: &str) -> Cow<'_, str> {
+    if !s.contains(['*', '_', '~', '`', '|', '\\']) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if matches!(c, '*' | '_' | '~' | '`' | '|' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
 /// The title of the forum post a message opens: the target's `thread_name` filled in,
 /// on one line (a title has no line breaks), bidi overrides closed, cut to Discord's 100.
 /// Titles show no markdown and ping nobody, so nothing else needs defusing.

@@ -10,6 +10,7 @@
 //! platform is a new file and one variant of [`TargetKind`].
 
 mod chat;
+pub(crate) mod digest;
 pub mod discord;
 pub mod http;
 pub mod slack;
@@ -215,6 +216,38 @@ impl Target {
             TargetKind::Http(opts) => http::render(opts, url, delivery_id, timestamp, event),
             TargetKind::Slack(opts) => slack::render(opts, url, &parse_object(event)?)?,
             TargetKind::Discord(opts) => discord::render(opts, url, &parse_object(event)?)?,
+        };
+        let mut headers = self.base_headers.clone();
+        headers.extend(extra);
+        Ok(Request {
+            method,
+            url,
+            headers,
+            body,
+        })
+    }
+
+    /// The request for one message listing several deliveries' tweets (a digest, or a
+    /// fold of stale tweets). Only chat targets fold; `check` refuses `digest` and
+    /// `stale` elsewhere, so an http target here is a bug, reported as unrenderable.
+    pub(crate) fn digest_request(
+        &self,
+        heading: digest::Heading,
+        bodies: &[Bytes],
+    ) -> Result<Request, RenderError> {
+        let url = self.config.url.expose();
+        let events = digest::events(bodies);
+        let (method, url, body, extra) = match &self.config.kind {
+            TargetKind::Slack(opts) => {
+                post_json(url.clone(), &slack::digest_payload(heading, &events, opts))?
+            }
+            TargetKind::Discord(opts) => post_json(
+                discord::request_url(url, opts),
+                &discord::digest_payload(heading, &events, opts),
+            )?,
+            TargetKind::Http(_) => {
+                return Err(RenderError("an http target cannot fold deliveries".into()));
+            }
         };
         let mut headers = self.base_headers.clone();
         headers.extend(extra);

@@ -199,6 +199,71 @@ pub fn payload(event: &Map<String, Value>, opts: &SlackOptions) -> Value {
         truncate_mrkdwn(&fallback, TEXT_MAX).into_owned().into(),
     );
     body.insert("blocks".into(), blocks.into());
+    options(&mut body, opts);
+    Value::Object(body)
+}
+
+/// The incoming-webhook body listing several tweets in one message (see
+/// [`super::digest`]):
+///
+/// ```text
+/// section   *3 new tweets*
+/// section   *@author*: the tweet text, cut · <url|Open on X>     (one per tweet)
+/// context   …and 7 more                                          (a long stale fold)
+/// ```
+pub(crate) fn digest_payload(
+    heading: super::digest::Heading,
+    events: &[Map<String, Value>],
+    opts: &SlackOptions,
+) -> Value {
+    let title = heading.text(events.len());
+    let mut blocks = vec![json!({"type": "section", "text": mrkdwn(&format!("*{title}*"))})];
+    let mut authors = Vec::new();
+    for event in events.iter().take(super::digest::LISTED_MAX) {
+        let tweet = Tweet::from_event(event);
+        let author = tweet
+            .author
+            .map(|a| safe(&format!("@{}", truncate_chars(a, NAME_MAX))).into_owned());
+        let text = tweet
+            .text
+            .map(|t| safe(&truncate_chars(t, super::digest::ITEM_TEXT_MAX)).into_owned());
+        let mut line = match (&author, &text) {
+            (Some(a), Some(t)) => format!("*{a}*: {t}"),
+            (Some(a), None) => format!("*{a}*"),
+            (None, Some(t)) => t.clone(),
+            (None, None) => NO_TEXT.to_owned(),
+        };
+        if let Some(link) = open_on_x(&tweet) {
+            line.push_str(" · ");
+            line.push_str(&link);
+        }
+        if let Some(a) = author
+            && !authors.contains(&a)
+        {
+            authors.push(a);
+        }
+        blocks.push(json!({"type": "section", "text": mrkdwn(&line)}));
+    }
+    if let Some(rest) = super::digest::rest(events.len()) {
+        blocks.push(json!({"type": "context", "elements": [mrkdwn(&rest)]}));
+    }
+    let fallback = if authors.is_empty() {
+        title
+    } else {
+        format!("{title}: {}", authors.join(", "))
+    };
+    let mut body = Map::new();
+    body.insert(
+        "text".into(),
+        truncate_mrkdwn(&fallback, TEXT_MAX).into_owned().into(),
+    );
+    body.insert("blocks".into(), blocks.into());
+    options(&mut body, opts);
+    Value::Object(body)
+}
+
+/// The target's own options, the same on every message.
+fn options(body: &mut Map<String, Value>, opts: &SlackOptions) {
     for (key, value) in [
         ("username", &opts.username),
         ("icon_emoji", &opts.icon_emoji),
@@ -212,7 +277,6 @@ pub fn payload(event: &Map<String, Value>, opts: &SlackOptions) -> Value {
     // already shows the tweet, and an X card under it would show it twice.
     body.insert("unfurl_links".into(), opts.unfurl_links.into());
     body.insert("unfurl_media".into(), opts.unfurl_media.into());
-    Value::Object(body)
 }
 
 /// The request: a Block Kit incoming-webhook payload.
