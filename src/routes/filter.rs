@@ -124,7 +124,7 @@ pub(super) enum Value<'a> {
 }
 
 /// One `where` entry, compiled: the path's id and the values to accept.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct FieldTest {
     /// The path's id in [`Paths`].
     path: usize,
@@ -132,7 +132,7 @@ pub(super) struct FieldTest {
     any_of: Vec<Expect>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 enum Expect {
     /// Folded once here; the event's string is folded as it is compared.
     Pattern(String),
@@ -141,7 +141,7 @@ enum Expect {
 }
 
 /// A configured number, integers kept exact.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Num {
     Int(i128),
     Float(f64),

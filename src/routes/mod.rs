@@ -24,10 +24,10 @@ mod pattern;
 mod scan;
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
 
-use crate::config::{Exclusion, RouteConfig};
+use crate::config::{Exclusion, FieldCondition, RouteConfig};
 use crate::event::Event;
 use filter::{FieldTest, Paths, Values};
 use pattern::{FOLD_INLINE, fold, fold_in, glob_match};
@@ -59,7 +59,15 @@ pub struct Router {
     /// Every path `where` names, anywhere: read from an event (once) only when a route
     /// with `where` gets that far. Empty when no route has `where`.
     paths: Paths,
+    /// Every distinct `where` entry (routes and `unless`): configs repeat the same
+    /// condition across routes (`lang = "en"` on twenty of them), and each distinct one
+    /// is tested at most once per event. Routes hold indices into this list.
+    tests: Vec<FieldTest>,
 }
+
+/// Up to this many distinct `where` entries, an event remembers each one's result in
+/// two words on the stack; beyond, the rest are tested each time a route asks.
+const MEMO_TESTS: usize = 128;
 
 #[derive(Debug, Clone)]
 struct Route {
@@ -71,8 +79,8 @@ struct Route {
     text: Option<(usize, regex::Regex)>,
     /// Indices into [`Router::event_types`].
     events: Vec<usize>,
-    /// `where`, ANDed; empty: no condition.
-    fields: Vec<FieldTest>,
+    /// `where`, ANDed, as indices into [`Router::tests`]; empty: no condition.
+    fields: Vec<usize>,
     /// `unless`: checked last, only for an event the route otherwise matches.
     unless: Option<Unless>,
     /// Indices into the config's targets.
@@ -93,8 +101,9 @@ struct Unless {
     text: Option<(usize, regex::Regex)>,
     /// Indices into [`Router::event_types`]; empty: no exclusion by type.
     events: Vec<usize>,
-    /// Excludes when all of them hold; empty: no exclusion by field.
-    fields: Vec<FieldTest>,
+    /// Excludes when all of them hold (indices into [`Router::tests`]); empty: no
+    /// exclusion by field.
+    fields: Vec<usize>,
 }
 
 /// A `monitors` or `authors` condition. Its exact patterns are in the router's index;
@@ -211,6 +220,10 @@ struct Subject<'a> {
     raw: &'a [u8],
     /// The value at every `where` path, read on first need.
     values: OnceCell<Values<'a>>,
+    /// Which of the first [`MEMO_TESTS`] `where` entries were tested for this event...
+    tested: Cell<u128>,
+    /// ...and which of those held.
+    held: Cell<u128>,
 }
 
 /// Stack room for the folded monitor fields and author of one event.
@@ -249,6 +262,8 @@ impl<'a> Subject<'a> {
             text_matches: OnceCell::new(),
             raw: event.raw(),
             values: OnceCell::new(),
+            tested: Cell::new(0),
+            held: Cell::new(0),
         }
     }
 
@@ -267,10 +282,21 @@ impl<'a> Subject<'a> {
         }
     }
 
-    /// Every one of `fields` holds.
-    fn fields_match(&self, paths: &Paths, fields: &[FieldTest]) -> bool {
-        let values = self.values.get_or_init(|| paths.read(self.raw));
-        fields.iter().all(|f| f.matches(values))
+    /// Every one of `fields` (indices into `cx.tests`) holds.
+    fn fields_match(&self, cx: &Context<'_, '_>, fields: &[usize]) -> bool {
+        let values = self.values.get_or_init(|| cx.paths.read(self.raw));
+        fields.iter().all(|&id| {
+            let Some(bit) = (id < MEMO_TESTS).then(|| 1u128 << id) else {
+                return cx.tests[id].matches(values);
+            };
+            if self.tested.get() & bit == 0 {
+                self.tested.set(self.tested.get() | bit);
+                if cx.tests[id].matches(values) {
+                    self.held.set(self.held.get() | bit);
+                }
+            }
+            self.held.get() & bit != 0
+        })
     }
 }
 
@@ -282,6 +308,8 @@ struct Context<'s, 'a> {
     texts: Option<&'s regex::RegexSet>,
     /// The router's `where` paths.
     paths: &'s Paths,
+    /// The router's distinct `where` entries.
+    tests: &'s [FieldTest],
 }
 
 /// Whether a route takes an event.
@@ -318,7 +346,7 @@ impl Route {
                 return Verdict::NoMatch;
             }
         }
-        if !self.fields.is_empty() && !s.fields_match(cx.paths, &self.fields) {
+        if !self.fields.is_empty() && !s.fields_match(cx, &self.fields) {
             return Verdict::NoMatch;
         }
         if let Some(text) = &self.text
@@ -344,11 +372,7 @@ impl Unless {
             authors: u.authors.iter().map(|p| folded_pattern(p, true)).collect(),
             text: u.text.as_ref().map(|re| r.text(re)),
             events: u.events.iter().map(|e| r.event_type(e)).collect(),
-            fields: u
-                .fields
-                .iter()
-                .map(|c| FieldTest::new(c, &mut r.paths))
-                .collect(),
+            fields: u.fields.iter().map(|c| r.field_test(c)).collect(),
         }
     }
 
@@ -364,7 +388,7 @@ impl Unless {
                 .text
                 .as_ref()
                 .is_some_and(|text| s.text_matches(cx.texts, text))
-            || (!self.fields.is_empty() && s.fields_match(cx.paths, &self.fields))
+            || (!self.fields.is_empty() && s.fields_match(cx, &self.fields))
     }
 }
 
@@ -418,6 +442,8 @@ struct Compiler<'c> {
     event_types: Vec<String>,
     /// Every `where` path.
     paths: Paths,
+    /// The distinct `where` entries.
+    tests: Vec<FieldTest>,
 }
 
 impl<'c> Compiler<'c> {
@@ -425,6 +451,18 @@ impl<'c> Compiler<'c> {
     fn text(&mut self, re: &'c regex::Regex) -> (usize, regex::Regex) {
         self.patterns.push(re.as_str());
         (self.patterns.len() - 1, re.clone())
+    }
+
+    /// The index of `condition`'s compiled test, shared with any equal one.
+    fn field_test(&mut self, condition: &FieldCondition) -> usize {
+        let test = FieldTest::new(condition, &mut self.paths);
+        match self.tests.iter().position(|t| *t == test) {
+            Some(p) => p,
+            None => {
+                self.tests.push(test);
+                self.tests.len() - 1
+            }
+        }
     }
 
     fn event_type(&mut self, e: &str) -> usize {
@@ -451,11 +489,7 @@ impl Router {
                 authors: condition(&r.authors, true, i, &mut author_index),
                 text: r.text.as_ref().map(|re| c.text(re)),
                 events: r.events.iter().map(|e| c.event_type(e)).collect(),
-                fields: r
-                    .fields
-                    .iter()
-                    .map(|f| FieldTest::new(f, &mut c.paths))
-                    .collect(),
+                fields: r.fields.iter().map(|f| c.field_test(f)).collect(),
                 unless: r.unless.as_ref().map(|u| Unless::new(u, &mut c)),
                 targets: r.targets.clone(),
                 stop: r.stop,
@@ -472,6 +506,7 @@ impl Router {
             monitor_index,
             author_index,
             paths: c.paths,
+            tests: c.tests,
         }
     }
 
@@ -483,6 +518,7 @@ impl Router {
             subject: &subject,
             texts: self.texts.as_ref(),
             paths: &self.paths,
+            tests: &self.tests,
         };
         let mut out = Routing::default();
         let mut seen = TargetSet::new(self.target_count);

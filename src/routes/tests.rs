@@ -286,6 +286,34 @@ fn where_conditions_are_anded_with_each_other_and_the_other_keys() {
 }
 
 #[test]
+fn an_entry_repeated_across_routes_is_compiled_once_and_tested_once_per_event() {
+    let english = || condition("tweet_data.lang", vec![pattern("en")]);
+    let routes: Vec<RouteConfig> = (0..3)
+        .map(|i| {
+            let mut r = RouteConfig {
+                name: format!("r{i}"),
+                events: vec!["tweet.detected".into()],
+                targets: vec![i],
+                fields: vec![english()],
+                ..RouteConfig::default()
+            };
+            if i == 2 {
+                r.unless = unless(|u| u.fields = vec![english()]);
+            }
+            r
+        })
+        .collect();
+    let router = Router::new(&routes, 3);
+    assert_eq!(router.tests.len(), 1, "one distinct entry");
+    assert_eq!(router.route(&event(INGESTED)).targets, vec![0, 1]);
+    assert_eq!(router.route(&event(INGESTED)).excluded, vec![2]);
+    // The result belongs to the event, not the router: the next one is tested afresh.
+    let german = INGESTED.replace(r#""lang":"en""#, r#""lang":"de""#);
+    assert!(router.route(&event(&german)).targets.is_empty());
+    assert_eq!(router.route(&event(INGESTED)).targets, vec![0, 1]);
+}
+
+#[test]
 fn where_reads_top_level_fields_too() {
     let r = route(|r| r.fields = vec![condition("monitor_name", vec![pattern("tech *")])]);
     assert_eq!(targets(vec![r], TWEET), vec![0]);
