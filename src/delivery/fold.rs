@@ -38,12 +38,7 @@ pub(super) async fn run<S: Outbox>(
     mut shutdown: Shutdown,
 ) {
     let burst = w.target.config.burst;
-    let stale_after = |d: &Delivery<S::Handle>| {
-        burst
-            .stale
-            .filter(|s| is_stale(&d.body, s.after, attempt::wall_ms()))
-            .map(|s| s.action)
-    };
+    let stale_after = |d: &Delivery<S::Handle>| stale_action(&burst, &d.body);
     // A delivery taken from the queue that did not belong in the last fold: the next turn.
     let mut carried = None;
     while !shutdown.is_triggered() {
@@ -118,11 +113,8 @@ async fn gather<S: Outbox>(
         while batch.len() < max {
             tokio::select! {
                 next = queue.next() => {
-                    let stale = w.target.config.burst.stale.filter(|s| {
-                        s.action == StaleAction::Drop
-                            && is_stale(&next.body, s.after, attempt::wall_ms())
-                    });
-                    if stale.is_some() {
+                    let action = stale_action(&w.target.config.burst, &next.body);
+                    if action == Some(StaleAction::Drop) {
                         w.drop_stale(&next, shutdown).await;
                     } else {
                         batch.push(next);
@@ -151,6 +143,15 @@ impl<S: Outbox> Worker<S> {
         tracing::info!(target = self.target.name(), delivery_id = %d.id, tweet_id = super::tweet_id(&d.body), "Dropped a stale tweet (older than stale_after)");
         self.completed(d, shutdown).await;
     }
+}
+
+/// What `burst` says to do with the delivery of `body` now: `None` when the target
+/// has no stale rule or the tweet is not stale.
+fn stale_action(burst: &crate::config::Burst, body: &[u8]) -> Option<StaleAction> {
+    burst
+        .stale
+        .filter(|s| is_stale(body, s.after, attempt::wall_ms()))
+        .map(|s| s.action)
 }
 
 /// Whether the tweet in `body` is older than `after` at `now_ms`, by its

@@ -142,14 +142,7 @@ pub fn payload(event: &Map<String, Value>, opts: &DiscordOptions) -> Value {
             );
         }
     }
-    body.insert("embeds".into(), json!([embed]));
-    body.insert("allowed_mentions".into(), json!({ "parse": [] }));
-    if let Some(username) = &opts.username {
-        body.insert("username".into(), username.clone().into());
-    }
-    if let Some(avatar_url) = &opts.avatar_url {
-        body.insert("avatar_url".into(), avatar_url.clone().into());
-    }
+    sender(&mut body, embed, opts);
     if let Some(t) = &opts.thread_name {
         body.insert("thread_name".into(), thread_name(t, event).into());
     }
@@ -205,14 +198,7 @@ pub(crate) fn digest_payload(
     embed.insert("description".into(), lines.join("\n").into());
     embed.insert("color".into(), COLOR.into());
     let mut body = Map::new();
-    body.insert("embeds".into(), json!([embed]));
-    body.insert("allowed_mentions".into(), json!({ "parse": [] }));
-    if let Some(username) = &opts.username {
-        body.insert("username".into(), username.clone().into());
-    }
-    if let Some(avatar_url) = &opts.avatar_url {
-        body.insert("avatar_url".into(), avatar_url.clone().into());
-    }
+    sender(&mut body, embed, opts);
     if opts.thread_name.is_some() {
         // A forum channel needs a title for the post the digest opens.
         body.insert(
@@ -224,6 +210,19 @@ pub(crate) fn digest_payload(
         body.insert("flags".into(), SUPPRESS_NOTIFICATIONS.into());
     }
     Value::Object(body)
+}
+
+/// What every message carries besides its text: the one embed, no mentions parsed
+/// (nobody is pinged, whatever the embed says), and the target's name and avatar.
+fn sender(body: &mut Map<String, Value>, embed: Map<String, Value>, opts: &DiscordOptions) {
+    body.insert("embeds".into(), json!([embed]));
+    body.insert("allowed_mentions".into(), json!({ "parse": [] }));
+    if let Some(username) = &opts.username {
+        body.insert("username".into(), username.clone().into());
+    }
+    if let Some(avatar_url) = &opts.avatar_url {
+        body.insert("avatar_url".into(), avatar_url.clone().into());
+    }
 }
 
 /// A name shown in bold: Discord markdown's own characters escaped, so an X handle

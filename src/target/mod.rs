@@ -212,19 +212,25 @@ impl Target {
         event: &Bytes,
     ) -> Result<Request, RenderError> {
         let url = self.config.url.expose();
-        let (method, url, body, extra) = match &self.config.kind {
+        let rendered = match &self.config.kind {
             TargetKind::Http(opts) => http::render(opts, url, delivery_id, timestamp, event),
             TargetKind::Slack(opts) => slack::render(opts, url, &parse_object(event)?)?,
             TargetKind::Discord(opts) => discord::render(opts, url, &parse_object(event)?)?,
         };
+        Ok(self.finish(rendered))
+    }
+
+    /// A platform's rendering as the request to send: the target's own headers first,
+    /// then the platform's.
+    fn finish(&self, (method, url, body, extra): Rendered) -> Request {
         let mut headers = self.base_headers.clone();
         headers.extend(extra);
-        Ok(Request {
+        Request {
             method,
             url,
             headers,
             body,
-        })
+        }
     }
 
     /// The request for one message listing several deliveries' tweets (a digest, or a
@@ -237,7 +243,7 @@ impl Target {
     ) -> Result<Request, RenderError> {
         let url = self.config.url.expose();
         let events = digest::events(bodies);
-        let (method, url, body, extra) = match &self.config.kind {
+        let rendered = match &self.config.kind {
             TargetKind::Slack(opts) => {
                 post_json(url.clone(), &slack::digest_payload(heading, &events, opts))?
             }
@@ -249,14 +255,7 @@ impl Target {
                 return Err(RenderError("an http target cannot fold deliveries".into()));
             }
         };
-        let mut headers = self.base_headers.clone();
-        headers.extend(extra);
-        Ok(Request {
-            method,
-            url,
-            headers,
-            body,
-        })
+        Ok(self.finish(rendered))
     }
 
     /// What this target's platform makes of an answer.

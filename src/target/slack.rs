@@ -193,14 +193,7 @@ pub fn payload(event: &Map<String, Value>, opts: &SlackOptions) -> Value {
         blocks.push(json!({"type": "context", "elements": context}));
     }
 
-    let mut body = Map::new();
-    body.insert(
-        "text".into(),
-        truncate_mrkdwn(&fallback, TEXT_MAX).into_owned().into(),
-    );
-    body.insert("blocks".into(), blocks.into());
-    options(&mut body, opts);
-    Value::Object(body)
+    message(&fallback, blocks, opts)
 }
 
 /// The incoming-webhook body listing several tweets in one message (see
@@ -252,18 +245,18 @@ pub(crate) fn digest_payload(
     } else {
         format!("{title}: {}", authors.join(", "))
     };
+    message(&fallback, blocks, opts)
+}
+
+/// A message: its `text` fallback (cut to Slack's limit), its blocks, and the target's
+/// own options, the same on every message.
+fn message(fallback: &str, blocks: Vec<Value>, opts: &SlackOptions) -> Value {
     let mut body = Map::new();
     body.insert(
         "text".into(),
-        truncate_mrkdwn(&fallback, TEXT_MAX).into_owned().into(),
+        truncate_mrkdwn(fallback, TEXT_MAX).into_owned().into(),
     );
     body.insert("blocks".into(), blocks.into());
-    options(&mut body, opts);
-    Value::Object(body)
-}
-
-/// The target's own options, the same on every message.
-fn options(body: &mut Map<String, Value>, opts: &SlackOptions) {
     for (key, value) in [
         ("username", &opts.username),
         ("icon_emoji", &opts.icon_emoji),
@@ -277,6 +270,7 @@ fn options(body: &mut Map<String, Value>, opts: &SlackOptions) {
     // already shows the tweet, and an X card under it would show it twice.
     body.insert("unfurl_links".into(), opts.unfurl_links.into());
     body.insert("unfurl_media".into(), opts.unfurl_media.into());
+    Value::Object(body)
 }
 
 /// The request: a Block Kit incoming-webhook payload.
