@@ -503,6 +503,10 @@ async fn metrics_count_what_was_received_delivered_dropped_and_dead_lettered() {
                     1.0,
                 ),
                 ("badger_relay_outbox_dead{target=\"gone\"}", 1.0),
+                // A delivery is counted when its 2xx arrives and leaves the
+                // gauge when the outbox has committed its removal, a moment
+                // later: wait for both.
+                ("badger_relay_outbox_pending{target=\"good\"}", 0.0),
             ],
             DEADLINE,
         )
