@@ -10,8 +10,9 @@
 //! then a probe write and flush, then the `min_free` and `max_size` guards. When all pass,
 //! `accepting` is on again and the workers are woken.
 //!
-//! The guards are checked before each group is written (at most every 250 ms), so the
-//! relay stops taking events before the filesystem is full, not after.
+//! The guards are checked before each group is written (at most every 250 ms) and every
+//! second meanwhile, so the relay stops taking events before the filesystem is full, not
+//! after, and says so even while no event arrives.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -167,9 +168,19 @@ impl SledOutbox {
     pub(super) async fn recovery(self, mut shutdown: Shutdown) {
         let mut accepting = self.shared.health.accepting.subscribe();
         loop {
-            tokio::select! {
-                _ = accepting.wait_for(|a| !*a) => {}
-                _ = shutdown.wait() => return,
+            // While it takes events, the guards are also looked at every second: the
+            // outbox grows without new events too (retry schedules, sled's own log), and
+            // `/readyz` and the gauge must say so before the next event is refused.
+            loop {
+                tokio::select! {
+                    _ = accepting.wait_for(|a| !*a) => break,
+                    _ = tokio::time::sleep(RETRY_EVERY) => {}
+                    _ = shutdown.wait() => return,
+                }
+                let this = self.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || this.check_guards()).await {
+                    self.failed("checking the outbox's free space", e);
+                }
             }
             loop {
                 tokio::select! {
