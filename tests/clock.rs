@@ -82,3 +82,65 @@ async fn a_retry_scheduled_while_the_clock_was_a_day_fast_comes_within_its_backo
         "retried {took:?} after the restart; its backoff is 10 s"
     );
 }
+
+/// A wall clock stepped a day and more forward while the relay runs (NTP correcting a
+/// clock, a VM resumed): the dedupe marks set before the step still hold, so a repeat of
+/// a delivered tweet is not delivered again. The marks count time from the wall clock at
+/// start-up plus the monotonic clock, which the step does not move.
+#[tokio::test]
+async fn a_clock_stepped_forward_while_running_keeps_the_dedupe_marks() {
+    assert!(
+        Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: install Debian's faketime package (apt-get install faketime); \
+         .ci/run does"
+    );
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    let cfg = RelayConfig::new(&stream)
+        .http_target("hook", &hook, "concurrency = 1")
+        .route(route("all").targets(&["hook"]));
+    // libfaketime reads the offset from this file at every clock call.
+    let offset = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(offset.path(), "+0\n").unwrap();
+    let offset_path = offset.path().to_str().unwrap().to_string();
+    let env = [
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME_TIMESTAMP_FILE", offset_path.as_str()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let mut relay = Relay::prepare(&cfg, &env);
+    let before = stream.connections();
+    relay.restart();
+    relay.wait_connected(&stream, before).await;
+
+    stream.send_event(&tweet_event("91001"));
+    hook.wait_for_tweet_ids(&["91001".to_string()].into(), DEADLINE)
+        .await;
+
+    // Two days forward (the default dedupe window is far shorter); the relay's log
+    // timestamps show when it sees the step.
+    std::fs::write(offset.path(), "+2d\n").unwrap();
+    let stepped =
+        humantime::format_rfc3339(SystemTime::now() + Duration::from_secs(2 * 86_400)).to_string();
+    let stepped_day = &stepped[..10];
+    stream.send_text("not an event");
+    relay
+        .wait_for_log_matching(
+            &format!("a log line stamped {stepped_day} (the stepped clock)"),
+            DEADLINE,
+            |l| l.contains("Ignored a frame") && l.contains(stepped_day),
+        )
+        .await;
+
+    stream.send_event(&tweet_event("91001"));
+    stream.send_event(&tweet_event("91002"));
+    hook.wait_for_tweet_ids(&["91001", "91002"].map(String::from).into(), DEADLINE)
+        .await;
+    // Anything of 91001's repeat would have come before 91002 (one ordered target).
+    let repeats = hook.bodies().iter().filter(|b| b.contains("91001")).count();
+    assert_eq!(
+        repeats, 1,
+        "the repeat of 91001 after the clock step was delivered again"
+    );
+}

@@ -19,10 +19,12 @@
 //! doc), [`nats`] (NATS JetStream shared by replicas, with a local spool) and, for unit tests of the delivery worker under paused time, `memory`. Each
 //! keeps its own pending/dead gauges exact.
 
+mod fsync;
 mod inbox;
 pub(crate) mod nats;
 pub(crate) mod sled;
 
+pub(crate) use fsync::Synced;
 pub(crate) use inbox::{Inbox, run_intake};
 
 #[cfg(test)]
@@ -314,6 +316,35 @@ pub(crate) fn open_admin(
 }
 
 /// Milliseconds since the Unix epoch, by the wall clock.
+/// The clock of dedupe marks: the wall clock read once, when the outbox opened, then
+/// advanced by the monotonic clock. A wall-clock step while the relay runs (NTP fixing a
+/// clock that was a day fast, a VM resumed from a snapshot) neither expires every mark at
+/// once (a step forward past `dedupe_window` would let every repeat through) nor keeps
+/// them a day too long. Marks must outlive a restart, so they hold wall-clock instants;
+/// a step between two runs moves them by that step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MarkClock {
+    /// The wall clock when the outbox opened, ms since the epoch.
+    wall_ms: u64,
+    /// The monotonic clock at that moment.
+    since: std::time::Instant,
+}
+
+impl MarkClock {
+    pub(crate) fn start() -> MarkClock {
+        MarkClock {
+            wall_ms: now_ms(),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Now, ms since the epoch, as the marks count it.
+    pub(crate) fn now_ms(&self) -> u64 {
+        let elapsed = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.wall_ms.saturating_add(elapsed)
+    }
+}
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::outbox::{OutboxError, Routed, now_ms};
+use crate::outbox::{OutboxError, Routed, Synced, now_ms};
 
 /// One event in the spool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub(super) struct Spool {
     db: sled::Db,
     /// Where it is, for messages.
     path: PathBuf,
+    /// The fdatasync that sled's flush leaves out (see fsync.rs).
+    synced: Synced,
 }
 
 impl Spool {
@@ -54,7 +56,8 @@ impl Spool {
                     detail: other.to_string(),
                 },
             })?;
-        Ok(Spool { db, path })
+        let synced = Synced::new(&path);
+        Ok(Spool { db, path, synced })
     }
 
     pub(super) fn path(&self) -> &Path {
@@ -133,11 +136,12 @@ impl Spool {
         self.db.len()
     }
 
+    /// Make every write so far durable (sled's flush and an fdatasync, off the runtime).
     pub(super) async fn flush(&self) -> Result<(), OutboxError> {
-        self.db
-            .flush_async()
+        let spool = self.clone();
+        tokio::task::spawn_blocking(move || spool.synced.flush(&spool.db))
             .await
-            .map(|_| ())
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
             .map_err(|e| self.storage(e))
     }
 }

@@ -24,7 +24,7 @@ impl SledOutbox {
             return Err(self.failed("checking the outbox's free space", e));
         }
         let now = now_ms();
-        let mut batch = s.store.group(s.dedupe_window, now);
+        let mut batch = s.store.group(s.dedupe_window, now, s.mark_clock.now_ms());
         let mut written = Vec::with_capacity(group.len());
         let mut highest = 0;
         // A failed read (of a dedupe mark) fails the whole group before anything is

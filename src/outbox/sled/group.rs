@@ -20,7 +20,7 @@ impl Store {
         dedupe_window: Duration,
         now_ms: u64,
     ) -> Result<(u64, Vec<usize>), OutboxError> {
-        let mut group = self.group(dedupe_window, now_ms);
+        let mut group = self.group(dedupe_window, now_ms, now_ms);
         let written = group.add(body, targets)?;
         group.commit()?;
         Ok(written)
@@ -32,14 +32,18 @@ impl Store {
     /// group, not per event, is what makes group commit pay. One batch for the whole group
     /// also keeps the invariant (an event's marks never without its deliveries) with room
     /// to spare: the group is all or nothing.
-    pub(crate) fn group(&self, dedupe_window: Duration, now_ms: u64) -> Group<'_> {
+    ///
+    /// `now_ms` is the wall clock, for the records' accepted time; `marks_ms` the clock
+    /// dedupe marks are set and read by ([`MarkClock`](crate::outbox::MarkClock)).
+    pub(crate) fn group(&self, dedupe_window: Duration, now_ms: u64, marks_ms: u64) -> Group<'_> {
         Group {
             store: self,
             batch: ::sled::Batch::default(),
             marks: std::collections::HashSet::new(),
-            expiry: now_ms
+            expiry: marks_ms
                 .saturating_add(u64::try_from(dedupe_window.as_millis()).unwrap_or(u64::MAX))
                 .to_be_bytes(),
+            marks_ms,
             now_ms,
         }
     }
@@ -55,7 +59,9 @@ pub(crate) struct Group<'a> {
     marks: HashSet<Vec<u8>>,
     /// What each mark set now holds: when it expires, ms since the epoch, big-endian.
     expiry: [u8; 8],
-    /// The group's clock reading: marks older than this have expired.
+    /// The marks' clock reading: marks that expired before this do not hold.
+    marks_ms: u64,
+    /// The wall clock: each record's accepted time.
     now_ms: u64,
 }
 
@@ -81,7 +87,7 @@ impl Group<'_> {
             }
             if let Some(v) = store.db()?.get(&mark).map_err(|e| store.storage(e))? {
                 let until = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-                if until > self.now_ms {
+                if until > self.marks_ms {
                     continue;
                 }
             }

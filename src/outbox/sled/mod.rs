@@ -65,7 +65,7 @@ pub(crate) use self::health::Limits;
 use self::queue::SledQueue;
 use self::record::Record;
 pub(crate) use self::store::Store;
-use super::{Delivery, Enqueued, Outbox, OutboxError, Routed, now_ms};
+use super::{Delivery, Enqueued, MarkClock, Outbox, OutboxError, Routed};
 use crate::config::Config;
 use crate::failure::{DeadLetter, Failure};
 use crate::shutdown::Shutdown;
@@ -91,6 +91,8 @@ struct Shared {
     durable: AtomicU64,
     /// How long a dedupe mark holds.
     dedupe_window: Duration,
+    /// What marks are written and swept by: immune to wall-clock steps while running.
+    mark_clock: MarkClock,
     /// Where the gauges and counters go.
     metrics: Arc<Metrics>,
     /// Keeps the pending and dead gauges exact while the start-up count runs.
@@ -133,6 +135,7 @@ impl SledOutbox {
             slots: std::sync::RwLock::new(names.into_iter().map(Slot::new).collect()),
             durable: AtomicU64::new(watermark),
             dedupe_window: config.outbox.dedupe_window,
+            mark_clock: MarkClock::start(),
             metrics,
             store,
             health: Health::new(Limits {
@@ -172,7 +175,8 @@ impl SledOutbox {
                 _ = shutdown.wait() => return,
             }
             let store = self.shared.store.clone();
-            match tokio::task::spawn_blocking(move || store.sweep_dedupe(now_ms())).await {
+            let now = self.shared.mark_clock.now_ms();
+            match tokio::task::spawn_blocking(move || store.sweep_dedupe(now)).await {
                 Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "Swept expired dedupe marks"),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %error_chain(&e), "Could not sweep dedupe marks")

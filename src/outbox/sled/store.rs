@@ -4,7 +4,7 @@
 
 use super::keys::{key, parse_key, prefix, target_prefix};
 use super::record::{CorruptRecord, Record};
-use crate::outbox::{OutboxError, State};
+use crate::outbox::{OutboxError, State, Synced};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -51,6 +51,9 @@ pub(crate) struct Store {
     instance: u64,
     /// Held for the life of the store: the advisory lock that keeps a second process out.
     _lock: std::sync::Arc<File>,
+    /// The fdatasync that sled's flush leaves out (see fsync.rs): every flush goes
+    /// through it.
+    synced: Synced,
 }
 
 impl std::fmt::Debug for Store {
@@ -93,6 +96,7 @@ impl Store {
         // as empty: refuse, rather than start fresh and hide the pending deliveries.
         let existed = path.join("db").join("db").exists();
         let db = open_sled(path)?;
+        let synced = Synced::new(&path.join("db"));
         let storage = |source: sled::Error| OutboxError::Storage {
             path: path.to_owned(),
             source: Box::new(source),
@@ -115,7 +119,7 @@ impl Store {
                 let id = fastrand::u64(..);
                 db.insert(b"m/instance", &id.to_be_bytes())
                     .map_err(storage)?;
-                db.flush().map_err(storage)?;
+                synced.flush(&db).map_err(storage)?;
                 id
             }
         };
@@ -124,6 +128,7 @@ impl Store {
             path: path.to_owned(),
             instance,
             _lock: std::sync::Arc::new(lock),
+            synced,
         })
     }
 
@@ -171,7 +176,7 @@ impl Store {
         let db = self.db()?;
         db.insert(b"m/probe", &crate::outbox::now_ms().to_be_bytes())
             .map_err(|e| self.storage(e))?;
-        db.flush().map(drop).map_err(|e| self.storage(e))
+        self.synced.flush(&db).map_err(|e| self.storage(e))
     }
 
     /// The outbox's size on disk, as sled counts its files.
@@ -211,18 +216,18 @@ impl Store {
         Ok(seq)
     }
 
-    /// Make every write so far durable (fsync).
+    /// Make every write so far durable (sled's flush and an fdatasync, off the runtime).
     pub async fn flush(&self) -> Result<(), OutboxError> {
-        self.db()?
-            .flush_async()
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.flush_blocking())
             .await
-            .map(drop)
-            .map_err(|e| self.storage(e))
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
     /// Blocking flush, for shutdown and admin commands.
     pub(crate) fn flush_blocking(&self) -> Result<(), OutboxError> {
-        self.db()?.flush().map(drop).map_err(|e| self.storage(e))
+        let db = self.db()?;
+        self.synced.flush(&db).map_err(|e| self.storage(e))
     }
 
     #[cfg(test)]

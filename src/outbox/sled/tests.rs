@@ -360,7 +360,7 @@ fn a_truncated_log_is_not_taken_for_an_empty_store() {
 fn a_group_is_one_batch_and_dedupes_within_itself() {
     let dir = tempfile::tempdir().unwrap();
     let store = Outbox::open(dir.path()).unwrap();
-    let mut group = store.group(DAY, 0);
+    let mut group = store.group(DAY, 0, 0);
     let (a, w1) = group
         .add(
             &body("{\"n\":1}"),
@@ -386,7 +386,7 @@ fn a_group_is_one_batch_and_dedupes_within_itself() {
     assert_eq!(pending_seqs(&store, "x"), vec![a]);
     assert_eq!(pending_seqs(&store, "y").len(), 2);
     // A group of duplicates only writes nothing.
-    let mut group = store.group(DAY, 1);
+    let mut group = store.group(DAY, 1, 1);
     assert!(
         group
             .add(&body("{}"), &[("x", "t:1".to_string())])
