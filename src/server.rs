@@ -27,6 +27,7 @@ use crate::telemetry::Metrics;
 use crate::telemetry::error_chain;
 
 pub(crate) mod normalize;
+mod quiet;
 
 /// What the server needs of the running bridge.
 #[derive(Clone)]
@@ -51,6 +52,17 @@ struct AppState {
     ingest_secret: Option<Secret>,
     /// No stream is configured: readiness is the server's own.
     ingest_only: bool,
+    /// Log budgets of the rejections: a flood of bad requests logs one line a second.
+    quiet: std::sync::Arc<Rejections>,
+}
+
+/// The log budget of each kind of `/ingest` rejection.
+#[derive(Debug, Default)]
+struct Rejections {
+    /// 401: missing or wrong signature.
+    signature: quiet::Quiet,
+    /// 413 and 400: too large, or not an event.
+    body: quiet::Quiet,
 }
 
 /// Bind and serve when `[server]` is configured. Binding happens before this returns, so
@@ -67,6 +79,7 @@ pub(crate) async fn start(
         handles,
         ingest_secret: server.ingest_secret.clone(),
         ingest_only: config.source.api_key.is_none(),
+        quiet: Default::default(),
     };
     let app = router(state, config.source.max_message_size);
     let listener = tokio::net::TcpListener::bind(server.listen)
@@ -155,19 +168,28 @@ async fn ingest(
             // Over max_message_size (or a broken upload): counted and logged like an
             // oversized stream frame. The signature cannot be checked without the body.
             s.handles.metrics.events_invalid.inc();
-            tracing::warn!(status = rejection.status().as_u16(), error = %rejection.body_text(), "Rejected an /ingest body");
+            if let Some(suppressed) = s.quiet.body.admit() {
+                tracing::warn!(status = rejection.status().as_u16(), error = %rejection.body_text(), suppressed, "Rejected an /ingest body");
+            }
             return rejection.into_response();
         }
     };
     if !signature(&headers).is_some_and(|sig| verify(secret, &body, sig)) {
-        tracing::warn!("Rejected an /ingest request: missing or wrong signature");
+        if let Some(suppressed) = s.quiet.signature.admit() {
+            tracing::warn!(
+                suppressed,
+                "Rejected an /ingest request: missing or wrong signature"
+            );
+        }
         return (StatusCode::UNAUTHORIZED, "bad signature\n").into_response();
     }
     let event = match normalize::to_event(body) {
         Ok(e) => e,
         Err(e) => {
             s.handles.metrics.events_invalid.inc();
-            tracing::warn!(error = %e, "Rejected an /ingest body");
+            if let Some(suppressed) = s.quiet.body.admit() {
+                tracing::warn!(error = %e, suppressed, "Rejected an /ingest body");
+            }
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
     };
