@@ -26,6 +26,7 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 use crate::telemetry::error_chain;
 
+mod listen;
 pub(crate) mod normalize;
 mod quiet;
 
@@ -70,7 +71,7 @@ struct Rejections {
 pub(crate) async fn start(
     config: &Config,
     handles: Handles,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(server) = &config.server else {
         return Ok(None);
@@ -87,14 +88,7 @@ pub(crate) async fn start(
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", server.listen))?;
     let local: SocketAddr = listener.local_addr()?;
     tracing::info!(listen = %local, ingest = server.ingest_secret.is_some(), "HTTP server listening");
-    Ok(Some(tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "The HTTP server failed");
-        }
-    })))
+    Ok(Some(tokio::spawn(listen::serve(listener, app, shutdown))))
 }
 
 fn router(state: AppState, max_body: usize) -> Router {

@@ -100,3 +100,86 @@ async fn a_flood_of_bad_signatures_is_logged_at_a_bounded_rate_while_deliveries_
     );
     relay.assert_logs_free_of(INGEST_SECRET);
 }
+
+/// Slowloris: connections that send their request head a byte at a time, and ones that
+/// say nothing at all, are closed by the relay once the head's deadline (10 s) has passed;
+/// the stream's deliveries flow meanwhile.
+#[tokio::test]
+async fn request_heads_sent_too_slowly_are_cut_off_at_their_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SLOW: usize = 50;
+    /// The relay's header timeout (README, "HTTP server").
+    const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    let cfg = RelayConfig::new(&stream)
+        .http_target("hook", &hook, "")
+        .route(route("all").targets(&["hook"]))
+        .tail(&server_table(Some(INGEST_SECRET)));
+    let relay = Relay::start_connected(&cfg, &stream).await;
+    let addr = server_addr(&relay).await;
+
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for n in 0..SLOW {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        clients.push(tokio::spawn(async move {
+            let (mut rd, mut wr) = tcp.into_split();
+            // Half trickle a head that never ends; half send nothing.
+            let head = b"POST /ingest HTTP/1.1\r\nHost: relay\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+            let mut sent = 0;
+            let mut buf = [0u8; 256];
+            loop {
+                let trickle = async {
+                    if n % 2 == 0 && sent < head.len() {
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                        wr.write_all(&head[sent..sent + 1]).await.is_ok()
+                    } else {
+                        std::future::pending::<bool>().await
+                    }
+                };
+                tokio::select! {
+                    read = rd.read(&mut buf) => {
+                        // Closed (or reset) by the relay: whatever it says, nothing is
+                        // served for an unfinished head.
+                        match read {
+                            Ok(0) | Err(_) => return started.elapsed(),
+                            Ok(_) => continue,
+                        }
+                    }
+                    wrote = trickle => {
+                        if !wrote {
+                            return started.elapsed();
+                        }
+                        sent += 1;
+                    }
+                }
+            }
+        }));
+    }
+
+    let ids: std::collections::BTreeSet<String> = (81001..81021).map(|i| i.to_string()).collect();
+    for id in &ids {
+        stream.send_event(&tweet_event(id));
+    }
+    hook.wait_for_tweet_ids(&ids, DEADLINE).await;
+    assert!(
+        started.elapsed() < HEADER_TIMEOUT,
+        "the deliveries waited for the slow clients"
+    );
+
+    for client in clients {
+        let closed_after = tokio::time::timeout(DEADLINE, client)
+            .await
+            .expect("the relay never closed a slow connection")
+            .expect("the client task");
+        assert!(
+            closed_after >= HEADER_TIMEOUT - std::time::Duration::from_millis(500)
+                && closed_after < HEADER_TIMEOUT * 2,
+            "a slow connection was closed after {closed_after:?}; its deadline is {HEADER_TIMEOUT:?}"
+        );
+    }
+    // And the server still serves a normal request.
+    let http = Http::of(&relay).await;
+    assert_eq!(http.get("/healthz").await.status, 200);
+}
