@@ -152,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_sync_forgets_what_was_synced_and_reports_it() {
+    fn a_flush_whose_log_cannot_be_synced_fails_and_keeps_nothing_as_synced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let db = sled::Config::new().path(&path).open().unwrap();

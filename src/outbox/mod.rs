@@ -315,7 +315,6 @@ pub(crate) fn open_admin(
     }
 }
 
-/// Milliseconds since the Unix epoch, by the wall clock.
 /// The clock of dedupe marks: the wall clock read once, when the outbox opened, then
 /// advanced by the monotonic clock. A wall-clock step while the relay runs (NTP fixing a
 /// clock that was a day fast, a VM resumed from a snapshot) neither expires every mark at
@@ -345,6 +344,7 @@ impl MarkClock {
     }
 }
 
+/// Milliseconds since the Unix epoch, by the wall clock.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
