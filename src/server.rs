@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -139,11 +139,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn ingest(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+/// How long a client has to send an `/ingest` body once its head is in: a body trickled
+/// slower than this (slowloris) is answered 408 and the connection freed.
+pub(crate) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn ingest(State(s): State<AppState>, request: Request) -> Response {
     let Some(secret) = &s.ingest_secret else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -156,6 +156,24 @@ async fn ingest(
         )
             .into_response();
     }
+    let headers = request.headers().clone();
+    let body: Result<Bytes, BytesRejection> =
+        match tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(request, &s)).await {
+            Ok(body) => body,
+            Err(_) => {
+                if let Some(suppressed) = s.quiet.body.admit() {
+                    tracing::warn!(
+                        suppressed,
+                        "Rejected an /ingest body: it did not arrive within 30 s"
+                    );
+                }
+                return (
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time\n",
+                )
+                    .into_response();
+            }
+        };
     let body = match body {
         Ok(b) => b,
         Err(rejection) => {

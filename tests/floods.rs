@@ -183,3 +183,59 @@ async fn request_heads_sent_too_slowly_are_cut_off_at_their_deadline() {
     let http = Http::of(&relay).await;
     assert_eq!(http.get("/healthz").await.status, 200);
 }
+
+/// A slow body: the head of an `/ingest` request comes at once, its body never
+/// finishes. The relay answers 408 once the body's deadline (30 s) has passed, and
+/// stores nothing.
+#[tokio::test]
+async fn an_ingest_body_sent_too_slowly_is_answered_408_at_its_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// The relay's body timeout (README, "HTTP server").
+    const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    let cfg = RelayConfig::new(&stream)
+        .http_target("hook", &hook, "")
+        .route(route("all").targets(&["hook"]))
+        .tail(&server_table(Some(INGEST_SECRET)));
+    let relay = Relay::start_connected(&cfg, &stream).await;
+    let addr = server_addr(&relay).await;
+
+    let body = serde_json::to_vec(&tweet_event("82000")).unwrap();
+    let signature = sign_ingest(INGEST_SECRET, &body);
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /ingest HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+         {SIGNATURE_HEADER}: {signature}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let started = Instant::now();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&body[..10]).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    let read = tokio::time::timeout(BODY_TIMEOUT + DEADLINE, async {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled body");
+    let took = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        took >= BODY_TIMEOUT - std::time::Duration::from_millis(500)
+            && took < BODY_TIMEOUT + std::time::Duration::from_secs(10),
+        "answered after {took:?}; the deadline is {BODY_TIMEOUT:?}"
+    );
+    // The relay still takes the same tweet whole, and it was not stored before.
+    let http = Http::of(&relay).await;
+    http.ingest_accepted(SIGNATURE_HEADER, &body).await;
+    hook.wait_for_tweet_ids(&["82000".to_string()].into(), DEADLINE)
+        .await;
+    assert_eq!(hook.requests().len(), 1);
+}
