@@ -239,3 +239,47 @@ async fn an_ingest_body_sent_too_slowly_is_answered_408_at_its_deadline() {
         .await;
     assert_eq!(hook.requests().len(), 1);
 }
+
+/// Oversized heads: too many header lines, or one huge header, are refused with 431
+/// before any body is read, and the server goes on serving.
+#[tokio::test]
+async fn oversized_request_heads_are_refused_with_431() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    let cfg = RelayConfig::new(&stream)
+        .http_target("hook", &hook, "")
+        .route(route("all").targets(&["hook"]))
+        .tail(&server_table(Some(INGEST_SECRET)));
+    let relay = Relay::start_connected(&cfg, &stream).await;
+    let addr = server_addr(&relay).await;
+
+    let many: String = (0..200).map(|i| format!("X-Filler-{i}: x\r\n")).collect();
+    // Over hyper's ~400 KB head buffer.
+    let huge = format!("X-Huge: {}\r\n", "a".repeat(512 << 10));
+    for extra in [many, huge] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut rd, mut wr) = tcp.into_split();
+        let head =
+            format!("POST /ingest HTTP/1.1\r\nHost: relay\r\n{extra}Content-Length: 2\r\n\r\n{{}}");
+        let size = head.len();
+        // Written while the answer is read: the relay answers (and closes) before it
+        // has read all of it, and a reset must not overtake the answer.
+        let writer = tokio::spawn(async move {
+            let _ = wr.write_all(head.as_bytes()).await;
+            wr
+        });
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(DEADLINE, rd.read_to_end(&mut answer)).await;
+        drop(writer.await);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 431"),
+            "a head of {size} bytes was answered {:?}",
+            answer.lines().next()
+        );
+    }
+    let http = Http::of(&relay).await;
+    assert_eq!(http.get("/healthz").await.status, 200);
+    assert!(hook.requests().is_empty());
+}
