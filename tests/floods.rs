@@ -9,9 +9,8 @@ use std::time::Instant;
 use support::server::*;
 use support::*;
 
-#[tokio::test]
-async fn a_flood_of_bad_signatures_is_logged_at_a_bounded_rate_while_deliveries_flow() {
-    const FLOOD: usize = 600;
+/// A relay taking the stream and `/ingest`, with one catch-all http target.
+async fn relay_with_ingest() -> (StreamServer, Receiver, Relay) {
     let stream = StreamServer::start().await;
     let hook = Receiver::start().await;
     let cfg = RelayConfig::new(&stream)
@@ -19,6 +18,13 @@ async fn a_flood_of_bad_signatures_is_logged_at_a_bounded_rate_while_deliveries_
         .route(route("all").targets(&["hook"]))
         .tail(&server_table(Some(INGEST_SECRET)));
     let relay = Relay::start_connected(&cfg, &stream).await;
+    (stream, hook, relay)
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_signatures_is_logged_at_a_bounded_rate_while_deliveries_flow() {
+    const FLOOD: usize = 600;
+    let (stream, hook, relay) = relay_with_ingest().await;
     let http = Http::of(&relay).await;
 
     let started = Instant::now();
@@ -110,13 +116,7 @@ async fn request_heads_sent_too_slowly_are_cut_off_at_their_deadline() {
     const SLOW: usize = 50;
     /// The relay's header timeout (README, "HTTP server").
     const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-    let stream = StreamServer::start().await;
-    let hook = Receiver::start().await;
-    let cfg = RelayConfig::new(&stream)
-        .http_target("hook", &hook, "")
-        .route(route("all").targets(&["hook"]))
-        .tail(&server_table(Some(INGEST_SECRET)));
-    let relay = Relay::start_connected(&cfg, &stream).await;
+    let (stream, hook, relay) = relay_with_ingest().await;
     let addr = server_addr(&relay).await;
 
     let started = Instant::now();
@@ -192,13 +192,7 @@ async fn an_ingest_body_sent_too_slowly_is_answered_408_at_its_deadline() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     /// The relay's body timeout (README, "HTTP server").
     const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-    let stream = StreamServer::start().await;
-    let hook = Receiver::start().await;
-    let cfg = RelayConfig::new(&stream)
-        .http_target("hook", &hook, "")
-        .route(route("all").targets(&["hook"]))
-        .tail(&server_table(Some(INGEST_SECRET)));
-    let relay = Relay::start_connected(&cfg, &stream).await;
+    let (_stream, hook, relay) = relay_with_ingest().await;
     let addr = server_addr(&relay).await;
 
     let body = serde_json::to_vec(&tweet_event("82000")).unwrap();
@@ -245,13 +239,7 @@ async fn an_ingest_body_sent_too_slowly_is_answered_408_at_its_deadline() {
 #[tokio::test]
 async fn oversized_request_heads_are_refused_with_431() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let stream = StreamServer::start().await;
-    let hook = Receiver::start().await;
-    let cfg = RelayConfig::new(&stream)
-        .http_target("hook", &hook, "")
-        .route(route("all").targets(&["hook"]))
-        .tail(&server_table(Some(INGEST_SECRET)));
-    let relay = Relay::start_connected(&cfg, &stream).await;
+    let (_stream, hook, relay) = relay_with_ingest().await;
     let addr = server_addr(&relay).await;
 
     let many: String = (0..200).map(|i| format!("X-Filler-{i}: x\r\n")).collect();
