@@ -141,7 +141,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 /// How long a client has to send an `/ingest` body once its head is in: a body trickled
 /// slower than this (slowloris) is answered 408 and the connection freed.
-pub(crate) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn ingest(State(s): State<AppState>, request: Request) -> Response {
     let Some(secret) = &s.ingest_secret else {
@@ -164,7 +164,8 @@ async fn ingest(State(s): State<AppState>, request: Request) -> Response {
                 if let Some(suppressed) = s.quiet.body.admit() {
                     tracing::warn!(
                         suppressed,
-                        "Rejected an /ingest body: it did not arrive within 30 s"
+                        timeout_s = BODY_TIMEOUT.as_secs(),
+                        "Rejected an /ingest body: it did not arrive in time"
                     );
                 }
                 return (

@@ -15,7 +15,8 @@
 //! file not synced yet, and of the directories whose entries changed (the first time:
 //! the store's directory, which holds the log's own entry and `conf`).
 //!
-//! It blocks: callers run it off the async runtime (one hop, as `flush_async` also made).
+//! It blocks: [`Synced::flush_async`] runs it off the async runtime (one hop, as sled's
+//! own `flush_async` also made).
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -66,6 +67,14 @@ impl Synced {
     pub(crate) fn flush(&self, db: &sled::Db) -> Result<(), sled::Error> {
         db.flush()?;
         self.sync().map_err(sled::Error::Io)
+    }
+
+    /// [`Synced::flush`] on the blocking pool, for callers on the async runtime.
+    pub(crate) async fn flush_async(&self, db: sled::Db) -> Result<(), sled::Error> {
+        let synced = self.clone();
+        tokio::task::spawn_blocking(move || synced.flush(&db))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
     fn sync(&self) -> io::Result<()> {

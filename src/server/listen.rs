@@ -20,7 +20,7 @@ use crate::shutdown::Shutdown;
 
 /// How long a client has to send a request's head (its line and headers), counted from
 /// the connection's start or the end of its previous request (keep-alive).
-pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve `app` on `listener` until shutdown.
 pub(super) async fn serve(listener: TcpListener, app: Router, mut shutdown: Shutdown) {

@@ -138,10 +138,9 @@ impl Spool {
 
     /// Make every write so far durable (sled's flush and an fdatasync, off the runtime).
     pub(super) async fn flush(&self) -> Result<(), OutboxError> {
-        let spool = self.clone();
-        tokio::task::spawn_blocking(move || spool.synced.flush(&spool.db))
+        self.synced
+            .flush_async(self.db.clone())
             .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
             .map_err(|e| self.storage(e))
     }
 }

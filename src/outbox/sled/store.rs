@@ -218,10 +218,11 @@ impl Store {
 
     /// Make every write so far durable (sled's flush and an fdatasync, off the runtime).
     pub async fn flush(&self) -> Result<(), OutboxError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.flush_blocking())
+        let db = self.db()?;
+        self.synced
+            .flush_async(db)
             .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            .map_err(|e| self.storage(e))
     }
 
     /// Blocking flush, for shutdown and admin commands.
