@@ -278,7 +278,11 @@ pub async fn send_test(config: &Config, name: &str, out: &mut dyn Write) -> anyh
     let outcome = target.send(request).await;
     let ok = outcome.verdict == crate::retry::Verdict::Delivered;
     match &outcome.failure {
-        None => writeln!(out, "delivered: HTTP {}", outcome.status.unwrap_or(200))?,
+        None => match outcome.status {
+            Some(status) => writeln!(out, "delivered: HTTP {status}")?,
+            // A nats target: the publish ack is its 2xx.
+            None => writeln!(out, "delivered: JetStream acknowledged it")?,
+        },
         Some(failure) => writeln!(
             out,
             "{}: {failure}",

@@ -25,13 +25,7 @@ pub(crate) fn render(
         HttpMethod::Post => reqwest::Method::POST,
         HttpMethod::Put => reqwest::Method::PUT,
     };
-    let mut headers = HeaderMap::new();
-    let id = HeaderValue::from_str(delivery_id).expect("delivery ids are ASCII");
-    headers.insert(HeaderName::from_static("webhook-id"), id);
-    headers.insert(
-        HeaderName::from_static("webhook-timestamp"),
-        HeaderValue::from(timestamp),
-    );
+    let mut headers = webhook_headers(delivery_id, timestamp);
     if let Some(key) = &opts.signing_key {
         let sig = sign(&key.0, delivery_id, timestamp, event);
         headers.insert(
@@ -40,6 +34,19 @@ pub(crate) fn render(
         );
     }
     (method, url.clone(), event.clone(), headers)
+}
+
+/// `webhook-id` and `webhook-timestamp`, as Standard Webhooks has them (also on what a
+/// nats target publishes).
+pub(crate) fn webhook_headers(delivery_id: &str, timestamp: u64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let id = HeaderValue::from_str(delivery_id).expect("delivery ids are ASCII");
+    headers.insert(HeaderName::from_static("webhook-id"), id);
+    headers.insert(
+        HeaderName::from_static("webhook-timestamp"),
+        HeaderValue::from(timestamp),
+    );
+    headers
 }
 
 /// The value of `webhook-signature` for one request.
