@@ -53,6 +53,7 @@ mod delivery;
 mod escape;
 mod failure;
 mod intake;
+mod jinja;
 mod outbox;
 mod proxy;
 mod rate_limit;

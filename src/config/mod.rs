@@ -24,12 +24,15 @@ mod summary;
 mod values;
 
 #[cfg(test)]
+mod template_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::jinja::Jinja;
 use crate::proxy::Proxy;
 use crate::secret::{Secret, SecretUrl};
 use crate::tls::CaFile;
@@ -382,6 +385,13 @@ pub struct HttpOptions {
     /// Kept so that `check` can warn: Standard Webhooks libraries read a string secret
     /// as base64, and with this one they would fail to verify.
     pub plain_signing_secret: bool,
+    /// `body_template`: the request body is this template filled from the event instead
+    /// of the event bytes. Its [`Output`](crate::jinja::Output) says whether the body
+    /// must be JSON (then it is checked before sending).
+    pub body_template: Option<Jinja>,
+    /// `content_type`: the body's `Content-Type` when `body_template` is set. Default
+    /// `application/json`.
+    pub content_type: Option<String>,
 }
 
 /// HMAC key bytes that print as `***`.
@@ -400,10 +410,12 @@ pub enum HttpMethod {
     Put,
 }
 
-/// A message text with `{field}` placeholders, split once at start-up.
+/// A message text, prepared once at start-up: either the older form, split into
+/// literals and `{field}` placeholders, or one MiniJinja template (a text with `{{` or
+/// `{%`), compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
-    /// Literal text and `{field}` placeholders, in order, parsed once.
+    /// Literal text and `{field}` placeholders in order; or a single [`TemplatePart::Jinja`].
     pub parts: Vec<TemplatePart>,
 }
 
@@ -412,6 +424,8 @@ pub enum TemplatePart {
     Literal(String),
     /// A top-level event field name.
     Field(String),
+    /// A compiled MiniJinja template: the whole template when it is one.
+    Jinja(Jinja),
 }
 
 /// `[[routes]]`.
