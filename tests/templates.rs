@@ -290,3 +290,64 @@ async fn a_body_that_is_not_valid_json_is_dead_lettered_once_with_the_reason() {
     // The worker took 8102 after burying 8101: nothing of 8101 was ever sent or retried.
     assert_eq!(hook.requests().len(), 1, "{:?}", hook.bodies());
 }
+
+// ---------------------------------------------------------------------------------------
+// `route` shows what each template renders
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn route_shows_each_rendered_message_and_what_cannot_be_rendered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("badger-relay.toml");
+    std::fs::write(
+        &path,
+        r#"
+[targets.chat]
+type = "slack"
+url = "https://hooks.slack.com/services/T0/B0/SECRETTOKEN"
+template = "*{{ author_username | upper }}* in {{ tweet_data.lang | default('?') }}: {{ tweet_text }}"
+
+[targets.broken-chat]
+type = "discord"
+url = "https://discord.com/api/webhooks/1/SECRETTOKEN"
+template = "{% for x in latency_ms %}{{ x }}{% endfor %}"
+
+[targets.body]
+type = "http"
+url = "https://example.com/hook"
+content_type = "text/plain"
+body_template = "{{ author_username }}: {{ tweet_text }}"
+
+[targets.bad-json]
+type = "http"
+url = "https://example.com/other"
+body_template = '{"n": {{ missing }}}'
+
+[[routes]]
+targets = ["chat", "broken-chat", "body", "bad-json"]
+"#,
+    )
+    .unwrap();
+    let event = r#"{"event":"tweet.detected","tweet_id":"5","author_username":"sama","tweet_text":"hi <!here>","latency_ms":3,"tweet_data":{"lang":"en"}}"#;
+    let out = cli(&["route", "-c", path.to_str().unwrap()])
+        .stdin(event)
+        .run(DEADLINE);
+    out.assert_code(0).assert_free_of("SECRETTOKEN");
+    let stdout = &out.stdout;
+    assert!(
+        stdout.contains(r#""text":"*SAMA* in en: hi &lt;!here&gt;""#),
+        "the Slack text as rendered:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("(the template failed on this event: "),
+        "why Discord gets the default message:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("content-type: text/plain\nsama: hi <!here>\n"),
+        "the http body as rendered, with its type:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("--- bad-json (http): cannot render the event for this target: the body_template did not render valid JSON"),
+        "{stdout}"
+    );
+}
