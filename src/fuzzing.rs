@@ -368,6 +368,12 @@ fn check_routing(router: &Router, config: &Config, event: &Event) -> Vec<usize> 
 
 /// A template (the first line) and an event (the rest), rendered for Slack and Discord
 /// through the real config (the template compiled as `check` would) and payload code.
+///
+/// A line without braces is also tried as one MiniJinja expression, `{{ line }}`: every
+/// character of that output is a value, so none may ping (whatever filter, loop or
+/// slice the line applies). And inside the quotes of an http `body_template`
+/// (`{"t": "{{ line }}"}`): a body that renders must be JSON with that one key, so no
+/// value can end the string and inject keys.
 pub fn chat(data: &[u8]) {
     let (line, event) = match data.iter().position(|&b| b == b'\n') {
         Some(nl) => (&data[..nl], &data[nl + 1..]),
@@ -377,20 +383,56 @@ pub fn chat(data: &[u8]) {
     let Ok(map) = serde_json::from_slice::<Map<String, Value>>(event) else {
         return;
     };
+    let (slack_opts, discord_opts) = chat_options(&template);
+    let untemplated = slack_opts.template.is_none();
+    check_slack(&slack::payload(&map, &slack_opts), untemplated);
+    check_discord(&discord::payload(&map, &discord_opts), untemplated);
+
+    if template.contains(['{', '}']) {
+        return;
+    }
+    let (slack_opts, discord_opts) = chat_options(&format!("{{{{ {template} }}}}"));
+    check_slack(&slack::payload(&map, &slack_opts), true);
+    check_discord(&discord::payload(&map, &discord_opts), true);
+    check_json_body(&format!("{{\"t\": \"{{{{ {template} }}}}\"}}"), event);
+}
+
+/// The options of a slack and a discord target whose `template` is `template`; the
+/// defaults when `check` rejects it (then it never reaches a payload).
+fn chat_options(template: &str) -> (crate::config::SlackOptions, crate::config::DiscordOptions) {
     let text = "[targets.s]\ntype = \"slack\"\nurl = \"http://127.0.0.1:9/s\"\ntemplate = \"${T}\"\n\
                 [targets.d]\ntype = \"discord\"\nurl = \"http://127.0.0.1:9/d\"\ntemplate = \"${T}\"\n";
-    let env = |name: &str| (name == "T").then(|| template.clone());
-    // A template `check` rejects never reaches a payload: then the defaults are used.
-    let (slack_opts, discord_opts) = match Config::parse(text, Path::new("chat.toml"), &env) {
+    let env = |name: &str| (name == "T").then(|| template.to_owned());
+    match Config::parse(text, Path::new("chat.toml"), &env) {
         Ok(config) => match (&config.targets[0].kind, &config.targets[1].kind) {
             (TargetKind::Slack(s), TargetKind::Discord(d)) => (s.clone(), d.clone()),
             _ => unreachable!("the config names a slack and a discord target"),
         },
         Err(_) => Default::default(),
+    }
+}
+
+/// `body_template` (a JSON object with one key `t`) rendered for `event`: when it
+/// renders at all, it is that object and nothing more.
+fn check_json_body(body_template: &str, event: &[u8]) {
+    let text =
+        "[targets.h]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/h\"\nbody_template = \"${T}\"\n";
+    let env = |name: &str| (name == "T").then(|| body_template.to_owned());
+    let Ok(config) = Config::parse(text, Path::new("http.toml"), &env) else {
+        return;
     };
-    let untemplated = slack_opts.template.is_none();
-    check_slack(&slack::payload(&map, &slack_opts), untemplated);
-    check_discord(&discord::payload(&map, &discord_opts), untemplated);
+    let TargetKind::Http(opts) = &config.targets[0].kind else {
+        unreachable!("the config names an http target")
+    };
+    let template = opts.body_template.as_ref().expect("a body_template");
+    if let Ok(body) = crate::target::http::render_body(template, &Bytes::copy_from_slice(event)) {
+        let value: Value = serde_json::from_str(&body).expect("a rendered JSON body parses");
+        let object = value.as_object().expect("the template's object");
+        assert!(
+            object.len() == 1 && object["t"].is_string(),
+            "a value injected JSON: {body}"
+        );
+    }
 }
 
 fn json_body(body: &[u8]) -> Value {
