@@ -193,3 +193,38 @@ fn content_type_errors() {
         "relay.toml:4:17: targets.t.body_template: must not be empty"
     );
 }
+
+#[test]
+fn check_shows_a_body_template_and_warns_when_the_sample_event_makes_no_json() {
+    let good = parse(&target(
+        "http",
+        "body_template = '{\"t\": {{ tweet_text | tojson }}, \"f\": {{ tweet_data.author.followers_count | default(0) }}}'\n",
+    ))
+    .summary();
+    assert!(good.contains("body_template (application/json)"), "{good}");
+    assert!(!good.contains("warning"), "{good}");
+
+    // Stream events have no tweet_data: without a default the number is missing.
+    let bad = parse(&target(
+        "http",
+        "body_template = '{\"f\": {{ tweet_data.author.followers_count }}}'\n",
+    ))
+    .summary();
+    assert!(
+        bad.contains(
+            "warning: for a sample stream event, the body_template did not render valid JSON"
+        ),
+        "{bad}"
+    );
+
+    let text = parse(&target(
+        "http",
+        "body_template = 'f={{ tweet_data.x }}'\ncontent_type = \"text/plain\"\n",
+    ))
+    .summary();
+    assert!(text.contains("body_template (text/plain)"), "{text}");
+    assert!(
+        !text.contains("warning"),
+        "not JSON, nothing to check: {text}"
+    );
+}
