@@ -341,7 +341,8 @@ pub struct SlackOptions {
     pub icon_emoji: Option<String>,
     /// The channel to post to instead of the webhook's own (legacy webhooks only).
     pub channel: Option<String>,
-    /// The message text, replacing the built-in layout's tweet text.
+    /// The message text, replacing the built-in layout's tweet text: MiniJinja, or the
+    /// older `{field}` form.
     pub template: Option<Template>,
     /// Whether Slack may unfurl the links in the message. Default false: the message
     /// already shows the tweet, and an unfurled X card would show it a second time.
@@ -361,14 +362,14 @@ pub struct DiscordOptions {
     /// Post into this thread of the webhook's channel.
     pub thread_id: Option<String>,
     /// For a webhook of a forum (or media) channel: each tweet opens a new post with
-    /// this title, `{field}` placeholders filled from the event. Discord refuses a
+    /// this title, filled from the event like `template` (either form). Discord refuses a
     /// message to a forum that names neither a thread nor a new post's title. Never set
     /// together with `thread_id`.
     pub thread_name: Option<Template>,
     /// Send with Discord's SUPPRESS_NOTIFICATIONS flag: the message is posted, but
     /// nobody gets a push or desktop notification for it (a busy channel stays quiet).
     pub suppress_notifications: bool,
-    /// The embed's description, replacing the tweet text.
+    /// The message `content` above the embed: MiniJinja, or the older `{field}` form.
     pub template: Option<Template>,
 }
 

@@ -228,3 +228,20 @@ fn check_shows_a_body_template_and_warns_when_the_sample_event_makes_no_json() {
         "not JSON, nothing to check: {text}"
     );
 }
+
+#[test]
+fn a_changed_template_is_a_changed_target_on_reload() {
+    let with = |body: &str, chat: &str| {
+        parse(&format!(
+            "[targets.h]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/h\"\nbody_template = '{body}'\n\
+             [targets.s]\ntype = \"slack\"\nurl = \"http://127.0.0.1:1/s\"\ntemplate = '{chat}'\n"
+        ))
+    };
+    let old = with("{{ tweet_text | tojson }}", "{{ tweet_text }}");
+    let same = with("{{ tweet_text | tojson }}", "{{ tweet_text }}");
+    assert!(crate::reload::plan(&old, &same).unwrap().changed.is_empty());
+    let body = with("{{ tweet_id | tojson }}", "{{ tweet_text }}");
+    assert_eq!(crate::reload::plan(&old, &body).unwrap().changed, ["h"]);
+    let chat = with("{{ tweet_text | tojson }}", "{{ tweet_text | upper }}");
+    assert_eq!(crate::reload::plan(&old, &chat).unwrap().changed, ["s"]);
+}
