@@ -14,7 +14,7 @@
 //! | `retry_after`   | a `Retry-After` header value, or a Discord 429 body             |
 //! | `record`        | a stored outbox value                                           |
 //! | `routing`       | an event, routed by a fixed config and rendered for its targets |
-//! | `chat`          | a template line, then an event, rendered for Slack and Discord  |
+//! | `chat`          | a template line, then an event, rendered for every platform     |
 
 use std::path::Path;
 use std::sync::OnceLock;
