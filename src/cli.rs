@@ -99,6 +99,8 @@ fn template_note(kind: &crate::config::TargetKind, raw: &[u8]) -> Option<String>
     let template = match kind {
         TargetKind::Slack(o) => o.template.as_ref(),
         TargetKind::Discord(o) => o.template.as_ref(),
+        TargetKind::Telegram(o) => o.template.as_ref(),
+        TargetKind::Teams(o) => o.template.as_ref(),
         TargetKind::Http(_) => None,
     }?;
     let [TemplatePart::Jinja(jinja)] = template.parts.as_slice() else {

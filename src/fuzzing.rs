@@ -265,6 +265,14 @@ url = "http://127.0.0.1:9/slack2"
 [targets.plain-discord]
 type = "discord"
 url = "http://127.0.0.1:9/discord2"
+[targets.telegram]
+type = "telegram"
+bot_token = "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+chat_id = -1001234567890
+api_url = "http://127.0.0.1:9"
+[targets.teams]
+type = "teams"
+url = "http://127.0.0.1:9/workflows/1/triggers/manual/paths/invoke?sig=x"
 [targets.http]
 type = "http"
 url = "http://127.0.0.1:9/http"
@@ -288,7 +296,7 @@ targets = ["discord", "slack"]
 name = "text"
 text = "(?i)launch|announce|\\bAI\\b"
 events = ["tweet.detected", "tweet.deleted"]
-targets = ["plain-slack", "plain-discord"]
+targets = ["plain-slack", "plain-discord", "telegram", "teams"]
 [[routes]]
 name = "stopper"
 authors = ["stop*"]
@@ -336,6 +344,8 @@ pub fn routing(data: &[u8]) {
             TargetKind::Http(_) => assert_eq!(request.body.as_ref(), data),
             TargetKind::Slack(_) => check_slack(&json_body(&request.body), true),
             TargetKind::Discord(_) => check_discord(&json_body(&request.body), true),
+            TargetKind::Telegram(_) => check_telegram(&json_body(&request.body)),
+            TargetKind::Teams(_) => check_teams(&request.body),
         }
     }
 }
@@ -505,6 +515,66 @@ fn check_slack(body: &Value, no_markup_in_template: bool) {
             );
             assert!(!pings(&without_link_urls(s)), "{s}");
         }
+    }
+}
+
+/// Telegram's limit (4,096 UTF-16 units of visible text) and HTML whose every `<` is a
+/// tag the layout makes, every `&` an entity, and no `@` starting a mention.
+fn check_telegram(body: &Value) {
+    assert_eq!(body["parse_mode"], "HTML");
+    let text = body["text"].as_str().expect("a text");
+    let mut visible = 0;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '<' {
+            let end = rest.find('>').expect("a closed tag");
+            let tag = &rest[..=end];
+            // Links go to the tweet's own http(s) `tweet_url` or to x.com; the URL is
+            // escaped, so it cannot end the attribute or the tag early.
+            let link = tag
+                .strip_prefix("<a href=\"http")
+                .and_then(|t| t.strip_suffix("\">"));
+            assert!(
+                ["<b>", "</b>", "<i>", "</i>", "</a>"].contains(&tag)
+                    || link.is_some_and(|url| !url.contains(['"', '<'])),
+                "a tag the layout does not make: {tag}"
+            );
+            rest = &rest[end + 1..];
+            continue;
+        }
+        if c == '&' {
+            let entity = ["&amp;", "&lt;", "&gt;", "&quot;"]
+                .into_iter()
+                .find(|e| rest.starts_with(e))
+                .unwrap_or_else(|| panic!("a bare & in {text}"));
+            visible += 1;
+            rest = &rest[entity.len()..];
+            continue;
+        }
+        if c == '@' {
+            let next = rest[1..].bytes().next();
+            assert!(
+                !next.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "a mention in {text}"
+            );
+        }
+        visible += c.len_utf16();
+        rest = &rest[c.len_utf8()..];
+    }
+    assert!(visible <= 4_096, "{visible} UTF-16 units");
+}
+
+/// Teams' 28 KB, one Adaptive Card 1.4, tweet text only in `TextRun`s (never markdown).
+fn check_teams(body: &[u8]) {
+    assert!(body.len() <= 28 * 1024, "{} bytes", body.len());
+    let v = json_body(body);
+    let card = &v["attachments"][0]["content"];
+    assert_eq!(card["version"], "1.4");
+    for block in card["body"].as_array().expect("a body") {
+        assert_eq!(
+            block["type"], "RichTextBlock",
+            "untemplated: text in TextRuns only"
+        );
     }
 }
 

@@ -1,5 +1,5 @@
-//! badger-relay: ScrapeBadger's real-time tweet events, delivered to Slack, Discord and
-//! HTTP webhooks, durably.
+//! badger-relay: ScrapeBadger's real-time tweet events, delivered to Slack, Discord,
+//! Telegram, Microsoft Teams and HTTP webhooks, durably.
 //!
 //! # The data flow
 //!
@@ -28,8 +28,9 @@
 //!    (a pure function) when to try again, and `failure` keeps why, typed.
 //! 6. [`target`] renders the request and reads the answer, one file per platform: the
 //!    event bytes as received for `http` (Standard Webhooks headers), Block Kit for
-//!    `slack`, an embed for `discord`. A target's `template` or `body_template` was
-//!    compiled once by `jinja` (MiniJinja, every value escaped for the platform).
+//!    `slack`, an embed for `discord`, Telegram HTML for `telegram`, an Adaptive Card
+//!    for `teams`. A target's `template` or `body_template` was compiled once by
+//!    `jinja` (MiniJinja, every value escaped for the platform).
 //!
 //! [`config`] reads and validates the TOML once at start-up; [`app`] wires the parts
 //! together and drains them on shutdown; [`telemetry`] holds logging and metrics;

@@ -1,10 +1,18 @@
-//! A per-target limiter: a proactive token bucket plus a "pause until" the target asked for.
+//! A per-target limiter: a sliding window of the last requests, plus a "pause until" the
+//! target asked for.
+//!
+//! `rate_limit = "N/period"` means what it says: never more than N requests in any
+//! window of that period. A token bucket (N at once, then one every period/N) would let
+//! up to 2N-1 through in one window, which a platform counting per window (Telegram's 20
+//! a minute in a group, Teams' 4 a second) answers with 429s. So the limiter remembers
+//! when its last N requests went, and the next may go one period after the oldest.
 //!
 //! Bursts queue here instead of earning 429s; a 429's `Retry-After` or Discord's
 //! `X-RateLimit-Reset-After` pauses every request to that target, not just the one that
 //! was refused. No lock is held across an await: callers learn how long to wait, sleep,
 //! and ask again.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -12,95 +20,94 @@ use tokio::time::Instant;
 
 use crate::config::RateLimit;
 
-/// How much slower than the configured rate requests are spaced.
+/// How much longer than the configured period the window is.
 const SAFETY: f64 = 1.02;
 
 #[derive(Debug)]
 pub struct RateLimiter {
     /// Shared by the target's attempts; never held across an await.
     state: Mutex<State>,
-    /// Time per token; `None` for no proactive limit.
-    interval: Option<Duration>,
-    /// How many requests may go at once after a quiet spell (the limit's count).
-    burst: f64,
+    /// The window and how many requests it holds; `None` for no proactive limit.
+    limit: Option<Window>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    /// Requests allowed in any one window (also the burst after a quiet spell).
+    count: usize,
+    /// The period, 2 % longer: a request's trip to the platform varies (the first one
+    /// also opens the connection), so two sent exactly a period apart can arrive closer
+    /// than that and earn the 429 the limiter exists to avoid.
+    length: Duration,
 }
 
 #[derive(Debug)]
 struct State {
-    /// Requests that may start now (may go below zero: a debt paid off over time).
-    tokens: f64,
-    /// When `tokens` was last brought up to date.
-    refilled: Instant,
+    /// When the last `count` requests went (oldest first); for a limit of one per
+    /// period, when the last one was answered.
+    sent: VecDeque<Instant>,
     /// No request before this: the platform asked for a pause (a 429, a dry bucket).
     paused_until: Option<Instant>,
 }
 
 impl RateLimiter {
     pub fn new(limit: Option<RateLimit>) -> RateLimiter {
-        let burst = limit.map_or(1.0, |l| f64::from(l.count));
+        let limit = limit.map(|l| Window {
+            count: usize::try_from(l.count).unwrap_or(usize::MAX).max(1),
+            length: l.per.mul_f64(SAFETY),
+        });
         RateLimiter {
             state: Mutex::new(State {
-                tokens: burst,
-                refilled: Instant::now(),
+                // Grows to `count` at most, and only as fast as requests go.
+                sent: VecDeque::with_capacity(limit.map_or(0, |l| l.count.min(64))),
                 paused_until: None,
             }),
-            // 2 % slower than the limit: a request's trip to the platform varies (the first
-            // one also opens the connection), so two sent exactly 1/rate apart can arrive
-            // closer than that and earn the 429 the limiter exists to avoid.
-            interval: limit.map(|l| (l.per / l.count).mul_f64(SAFETY)),
-            burst,
+            limit,
         }
     }
 
-    /// Take a token now, or say how long to wait before asking again.
+    /// Take a slot in the window now, or say how long to wait before asking again.
     pub fn try_acquire(&self) -> Result<(), Duration> {
         let now = Instant::now();
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let tokens = self.tokens_at(&mut s, now)?;
-        if self.interval.is_some() {
-            s.tokens = if tokens >= 1.0 { tokens - 1.0 } else { tokens };
-            s.refilled = now;
+        self.wait_at(&mut s, now)?;
+        if let Some(limit) = self.limit {
+            if s.sent.len() >= limit.count {
+                s.sent.pop_front();
+            }
+            s.sent.push_back(now);
         }
-        self.verdict(tokens)
+        Ok(())
     }
 
-    /// The tokens there are at `now`, or the time left of a pause (which it clears once
-    /// over). Only `try_acquire` stores the refill.
-    fn tokens_at(&self, s: &mut State, now: Instant) -> Result<f64, Duration> {
+    /// Zero wait at `now`, or the time left of a pause (which it clears once over) or
+    /// until the oldest request of a full window leaves it.
+    fn wait_at(&self, s: &mut State, now: Instant) -> Result<(), Duration> {
         if let Some(until) = s.paused_until {
             if until > now {
                 return Err(until - now);
             }
             s.paused_until = None;
         }
-        Ok(match self.interval {
-            None => f64::INFINITY,
-            Some(interval) => {
-                let elapsed = now.duration_since(s.refilled);
-                (s.tokens + elapsed.as_secs_f64() / interval.as_secs_f64()).min(self.burst)
+        match (self.limit, s.sent.front()) {
+            (Some(limit), Some(&oldest)) if s.sent.len() >= limit.count => {
+                let free = oldest + limit.length;
+                if free > now { Err(free - now) } else { Ok(()) }
             }
-        })
-    }
-
-    /// Go with `tokens` available, or the wait until one is.
-    fn verdict(&self, tokens: f64) -> Result<(), Duration> {
-        match self.interval {
-            Some(interval) if tokens < 1.0 => Err(interval.mul_f64(1.0 - tokens)),
             _ => Ok(()),
         }
     }
 
-    /// How long until a token would be free, without taking one (zero: now). A digest
+    /// How long until a request could go, without taking a slot (zero: now). A digest
     /// target asks this to learn whether a delivery would have to wait.
     pub fn wait_time(&self) -> Duration {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        self.tokens_at(&mut s, Instant::now())
-            .and_then(|tokens| self.verdict(tokens))
+        self.wait_at(&mut s, Instant::now())
             .err()
             .unwrap_or(Duration::ZERO)
     }
 
-    /// Wait for a token.
+    /// Wait for a slot.
     pub async fn acquire(&self) {
         while let Err(wait) = self.try_acquire() {
             tokio::time::sleep(wait).await;
@@ -111,12 +118,13 @@ impl RateLimiter {
     /// now rather than when the request left: the platform saw the request somewhere
     /// between the two, so only this spacing guarantees two requests never arrive closer
     /// than the period (at the cost of the round trip, which is small next to "1/s").
-    /// Limits with a burst keep plain token-bucket timing.
+    /// Limits of several per period count from when each request left.
     pub fn answered(&self) {
-        if self.interval.is_some() && self.burst <= 1.0 {
+        if self.limit.is_some_and(|l| l.count == 1) {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            s.tokens = s.tokens.min(0.0);
-            s.refilled = Instant::now();
+            if let Some(last) = s.sent.back_mut() {
+                *last = Instant::now();
+            }
         }
     }
 
@@ -198,7 +206,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn five_per_two_seconds_allows_a_burst_of_five() {
+    async fn five_per_two_seconds_allows_a_burst_of_five_and_never_six_in_a_window() {
         let l = RateLimiter::new(Some(RateLimit {
             count: 5,
             per: Duration::from_secs(2),
@@ -209,10 +217,42 @@ mod tests {
         }
         assert!(start.elapsed() < Duration::from_millis(1));
         l.acquire().await;
-        assert!(start.elapsed() >= Duration::from_millis(400));
+        assert!(start.elapsed() >= Duration::from_secs(2));
         assert!(
-            start.elapsed() <= Duration::from_millis(420),
+            start.elapsed() <= Duration::from_millis(2_040),
             "the safety margin stays small"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_window_of_the_period_ever_holds_more_than_the_count() {
+        let l = RateLimiter::new(Some(RateLimit {
+            count: 4,
+            per: Duration::from_secs(1),
+        }));
+        let start = Instant::now();
+        let mut times = Vec::new();
+        for i in 0..40u64 {
+            // Requests come unevenly: bursts, then gaps.
+            if i % 7 == 0 {
+                tokio::time::sleep(Duration::from_millis(130 * (i % 3))).await;
+            }
+            l.acquire().await;
+            times.push(start.elapsed());
+        }
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..]
+                .iter()
+                .take_while(|u| **u - *t < Duration::from_secs(1))
+                .count();
+            assert!(in_window <= 4, "{in_window} requests within 1 s of {t:?}");
+        }
+        // And not slower than the limit: 40 at 4 a second is 9 full windows after the
+        // first 4 (9 × 1.02 s), plus at most the 780 ms the requests themselves paused.
+        assert!(
+            times[39] <= Duration::from_millis(9_180 + 780),
+            "{:?}",
+            times[39]
         );
     }
 

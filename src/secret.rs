@@ -51,6 +51,12 @@ impl SecretUrl {
         SecretUrl { url, redacted }
     }
 
+    /// A URL whose printable form its maker knows better than [`redact_url`] (a Telegram
+    /// URL, whose first path segment is the token).
+    pub fn with_redacted(url: reqwest::Url, redacted: String) -> Self {
+        SecretUrl { url, redacted }
+    }
+
     /// The full URL, for the request itself only.
     pub fn expose(&self) -> &reqwest::Url {
         &self.url
@@ -88,6 +94,12 @@ pub fn redact_url(url: &reqwest::Url) -> String {
         .filter(|s| !s.is_empty());
     if let Some(first) = segments.next() {
         out.push('/');
+        // A Telegram Bot API path starts with the token itself (`/bot123:AA…/`), in
+        // an http target's URL as much as in a telegram target's.
+        if first.starts_with("bot") && first.contains(':') {
+            out.push_str("bot***");
+            return out;
+        }
         out.push_str(first);
     }
     let more_path = segments.next().is_some();
@@ -101,6 +113,15 @@ pub fn redact_url(url: &reqwest::Url) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_telegram_token_in_the_first_segment_is_hidden() {
+        let url: reqwest::Url =
+            "https://api.telegram.org/bot123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/sendMessage"
+                .parse()
+                .unwrap();
+        assert_eq!(redact_url(&url), "https://api.telegram.org/bot***");
+    }
 
     #[test]
     fn secret_never_prints_its_value() {

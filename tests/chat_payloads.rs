@@ -1,8 +1,8 @@
-//! The Slack and Discord message bodies, pinned by golden files and checked against each
-//! platform's limits.
+//! The Slack, Discord, Telegram and Teams message bodies, pinned by golden files and
+//! checked against each platform's limits.
 //!
-//! Each case renders one event for both platforms and compares the result with
-//! `tests/golden/{slack,discord}_{case}.json`. After an intended change, regenerate with
+//! Each case renders one event for every platform and compares the result with
+//! `tests/golden/{slack,discord,telegram,teams}_{case}.json`. After an intended change, regenerate with
 //! `UPDATE_GOLDEN=1 cargo test --test chat_payloads` and read the diff before committing.
 //! Invisible characters (zero-width, bidi controls) are written as `\uXXXX` escapes in
 //! the goldens so a reviewer can see them.
@@ -13,8 +13,10 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use badger_relay::config::{DiscordOptions, SlackOptions, Template, TemplatePart};
-use badger_relay::target::{discord, slack};
+use badger_relay::config::{
+    ChatId, DiscordOptions, SlackOptions, TeamsOptions, TelegramOptions, Template, TemplatePart,
+};
+use badger_relay::target::{discord, slack, teams, telegram};
 use serde_json::{Map, Value, json};
 
 // ---------------------------------------------------------------------------------------
@@ -173,6 +175,32 @@ fn discord_templated() -> DiscordOptions {
             "**@{author_username}** via {monitor_name} ({latency_ms} ms, tags {tags}{nothing}): {tweet_text}",
         )),
         ..DiscordOptions::default()
+    }
+}
+
+fn telegram_plain() -> TelegramOptions {
+    TelegramOptions {
+        chat_id: ChatId::Id(-1_001_234_567_890),
+        ..TelegramOptions::default()
+    }
+}
+
+fn telegram_templated() -> TelegramOptions {
+    TelegramOptions {
+        chat_id: ChatId::Username("@tweets".into()),
+        message_thread_id: Some(7),
+        disable_notification: true,
+        template: Some(template(
+            "<b>New from @{author_username}</b> ({monitor_name}, {latency_ms} ms, tags {tags}{nothing}):\n{tweet_text}\n<a href=\"{tweet_url}\">Open the tweet</a>",
+        )),
+    }
+}
+
+fn teams_templated() -> TeamsOptions {
+    TeamsOptions {
+        template: Some(template(
+            "**@{author_username}** via {monitor_name} ({latency_ms} ms, tags {tags}{nothing}): {tweet_text}",
+        )),
     }
 }
 
@@ -422,23 +450,141 @@ fn validate_discord(p: &Value) {
     assert!(total <= 6_000, "embed total {total}");
 }
 
+/// Telegram: at most 4,096 UTF-16 units of visible text, only the tags the layout (or the
+/// test's template) makes, every `&` an entity, and no `@` that starts a mention.
+fn validate_telegram(p: &Value) {
+    assert_eq!(p["parse_mode"], "HTML");
+    assert_eq!(p["link_preview_options"], json!({"is_disabled": true}));
+    assert!(p["chat_id"].is_i64() || p["chat_id"].as_str().is_some_and(|c| c.starts_with('@')));
+    let text = p["text"].as_str().expect("a text");
+    let mut visible = 0;
+    let mut open = Vec::new();
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '<' => {
+                let end = rest.find('>').expect("a closed tag");
+                let tag = &rest[..=end];
+                match tag {
+                    "<b>" | "<i>" => open.push(&tag[1..2]),
+                    "</b>" | "</i>" | "</a>" => {
+                        assert_eq!(open.pop(), Some(&tag[2..3]), "tags nest: {text}")
+                    }
+                    _ => {
+                        let href = tag
+                            .strip_prefix("<a href=\"")
+                            .and_then(|t| t.strip_suffix("\">"))
+                            .unwrap_or_else(|| panic!("a tag the message must not have: {tag}"));
+                        assert!(href.starts_with("https://x.com/"), "{href}");
+                        assert!(!href.contains('"') && !href.contains('<'), "{href}");
+                        open.push("a");
+                    }
+                }
+                rest = &rest[end + 1..];
+            }
+            '&' => {
+                let entity = ["&amp;", "&lt;", "&gt;", "&quot;"]
+                    .into_iter()
+                    .find(|e| rest.starts_with(e))
+                    .unwrap_or_else(|| panic!("a bare & in {text}"));
+                visible += 1;
+                rest = &rest[entity.len()..];
+            }
+            _ => {
+                if c == '@' {
+                    let next = rest[1..].bytes().next();
+                    assert!(
+                        !next.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                        "a mention in {text:?}"
+                    );
+                }
+                visible += c.len_utf16();
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    assert!(open.is_empty(), "tags left open: {open:?}");
+    assert!((1..=4_096).contains(&visible), "{visible} UTF-16 units");
+}
+
+/// Teams: one Adaptive Card 1.4 in a message under 28 KB; tweet text only in `TextRun`s
+/// (never markdown) unless a template's `TextBlock` holds it, escaped.
+fn validate_teams(p: &Value, templated: bool) {
+    let bytes = serde_json::to_vec(p).unwrap().len();
+    assert!(bytes <= 27_000, "{bytes} bytes");
+    assert_eq!(p["type"], "message");
+    let attachments = p["attachments"].as_array().expect("attachments");
+    assert_eq!(attachments.len(), 1);
+    assert_eq!(
+        attachments[0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    let card = &attachments[0]["content"];
+    assert_eq!(card["type"], "AdaptiveCard");
+    assert_eq!(card["version"], "1.4");
+    assert!(
+        card.get("msteams")
+            .and_then(|m| m.get("entities"))
+            .is_none(),
+        "no mentions"
+    );
+    for block in card["body"].as_array().expect("a body") {
+        match block["type"].as_str() {
+            Some("RichTextBlock") => {
+                for inline in block["inlines"].as_array().expect("inlines") {
+                    assert_eq!(inline["type"], "TextRun");
+                    assert!(!inline["text"].as_str().unwrap().is_empty());
+                }
+            }
+            Some("TextBlock") => {
+                assert!(
+                    templated,
+                    "a TextBlock (markdown) outside a template: {block}"
+                );
+                let text = block["text"].as_str().unwrap();
+                assert!(!text.contains("](http"), "a markdown link: {text}");
+            }
+            other => panic!("unexpected block {other:?}"),
+        }
+    }
+    for action in card["actions"].as_array().into_iter().flatten() {
+        assert_eq!(action["type"], "Action.OpenUrl");
+        assert!(
+            action["url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://x.com/")
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The golden cases
 // ---------------------------------------------------------------------------------------
 
-fn case(
-    name: &str,
-    event: Map<String, Value>,
-    slack_opts: SlackOptions,
-    discord_opts: DiscordOptions,
-    slack_links: &[&str],
-) {
-    let s = slack::payload(&event, &slack_opts);
+/// What a case renders with on each platform.
+#[derive(Default)]
+struct Options {
+    slack: SlackOptions,
+    discord: DiscordOptions,
+    telegram: Option<TelegramOptions>,
+    teams: TeamsOptions,
+}
+
+fn case(name: &str, event: Map<String, Value>, opts: Options, slack_links: &[&str]) {
+    let s = slack::payload(&event, &opts.slack);
     validate_slack(&s, slack_links);
     check_golden(&format!("slack_{name}"), &s);
-    let d = discord::payload(&event, &discord_opts);
+    let d = discord::payload(&event, &opts.discord);
     validate_discord(&d);
     check_golden(&format!("discord_{name}"), &d);
+    let t = telegram::payload(&event, &opts.telegram.unwrap_or_else(telegram_plain));
+    validate_telegram(&t);
+    check_golden(&format!("telegram_{name}"), &t);
+    let templated = opts.teams.template.is_some();
+    let m = teams::payload(&event, &opts.teams);
+    validate_teams(&m, templated);
+    check_golden(&format!("teams_{name}"), &m);
 }
 
 const ELON: &[&str] = &[
@@ -448,13 +594,7 @@ const ELON: &[&str] = &[
 
 #[test]
 fn golden_ordinary() {
-    case(
-        "ordinary",
-        ordinary(),
-        SlackOptions::default(),
-        DiscordOptions::default(),
-        ELON,
-    );
+    case("ordinary", ordinary(), Options::default(), ELON);
 }
 
 #[test]
@@ -462,8 +602,7 @@ fn golden_hostile() {
     case(
         "hostile",
         hostile(),
-        SlackOptions::default(),
-        DiscordOptions::default(),
+        Options::default(),
         &[
             "https://x.com/here",
             "https://x.com/here/status/1234567891?s=20&amp;t=a%7C%3C!channel%3E",
@@ -473,13 +612,7 @@ fn golden_hostile() {
 
 #[test]
 fn golden_long() {
-    case(
-        "long",
-        long(),
-        SlackOptions::default(),
-        DiscordOptions::default(),
-        ELON,
-    );
+    case("long", long(), Options::default(), ELON);
 }
 
 #[test]
@@ -487,8 +620,7 @@ fn golden_rule() {
     case(
         "rule",
         rule(),
-        SlackOptions::default(),
-        DiscordOptions::default(),
+        Options::default(),
         &[
             "https://x.com/sama",
             "https://x.com/sama/status/1900000000000000001",
@@ -501,8 +633,7 @@ fn golden_missing() {
     case(
         "missing",
         missing(),
-        SlackOptions::default(),
-        DiscordOptions::default(),
+        Options::default(),
         &["https://x.com/i/status/1234567890"],
     );
 }
@@ -512,8 +643,12 @@ fn golden_templated() {
     case(
         "templated",
         templated(),
-        slack_templated(),
-        discord_templated(),
+        Options {
+            slack: slack_templated(),
+            discord: discord_templated(),
+            telegram: Some(telegram_templated()),
+            teams: teams_templated(),
+        },
         ELON,
     );
 }
@@ -573,6 +708,41 @@ fn hostile_tweet_text_is_shown_not_obeyed() {
 }
 
 #[test]
+fn telegram_shows_hostile_text_escaped_and_mentions_nobody() {
+    let t = telegram::payload(&hostile(), &telegram_plain());
+    let text = t["text"].as_str().unwrap();
+    // The author named "here" is linked, and its `@` cannot start a mention.
+    assert!(
+        text.starts_with("<b><a href=\"https://x.com/here\">@\u{200B}here</a></b>"),
+        "{text}"
+    );
+    assert!(text.contains("&lt;!channel&gt;"));
+    assert!(text.contains("@\u{200B}everyone @\u{200B}here"));
+    assert!(text.contains("&amp;amp; &amp;lt;b&amp;gt; a&amp;b&lt;c&gt;d"));
+    // The tweet's open override is closed before the footer.
+    assert!(
+        text.contains("\u{202E}unterminated override\u{202C}\n\n<a href="),
+        "{text}"
+    );
+
+    let m = teams::payload(&hostile(), &TeamsOptions::default());
+    let body = &m["attachments"][0]["content"]["body"];
+    // Tweet text is a TextRun: shown exactly as written, markdown and all.
+    assert!(
+        body[1]["inlines"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("<!channel> <!here>")
+    );
+    let m = teams::payload(&templated(), &teams_templated());
+    assert_eq!(
+        m["attachments"][0]["content"]["body"][1]["text"],
+        "**@elonmusk** via Tech Leaders (150 ms, tags \\[\"ai\",\"launch\"\\]): \
+         Launch day\\! \\<\\!channel\\> & \\[details\\]\\(https://evil.example\\) @everyone"
+    );
+}
+
+#[test]
 fn long_tweet_is_cut_at_each_limit() {
     let text = long_text();
     assert_eq!(text.chars().count(), 10_000);
@@ -596,6 +766,16 @@ fn long_tweet_is_cut_at_each_limit() {
     let n = description.chars().count();
     assert!((4_080..=4_096).contains(&n), "{n}");
     assert!(text.starts_with(description.trim_end_matches('…')));
+
+    // Telegram counts UTF-16 units of what it shows: the limit is used, not passed.
+    let t = telegram::payload(&long(), &telegram_plain());
+    validate_telegram(&t);
+    assert!(t["text"].as_str().unwrap().contains('…'));
+    let m = teams::payload(&long(), &TeamsOptions::default());
+    let shown = m["attachments"][0]["content"]["body"][1]["inlines"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(shown.ends_with('…') && text.starts_with(shown.trim_end_matches('…')));
 }
 
 #[test]
@@ -648,6 +828,8 @@ fn degenerate_events_still_make_valid_messages() {
         let event = object(event);
         validate_slack(&slack::payload(&event, &SlackOptions::default()), &[]);
         validate_discord(&discord::payload(&event, &DiscordOptions::default()));
+        validate_telegram(&telegram::payload(&event, &telegram_plain()));
+        validate_teams(&teams::payload(&event, &TeamsOptions::default()), false);
     }
 }
 
@@ -673,6 +855,8 @@ fn templates_at_the_limits() {
         assert!(chars(&s["text"]) <= 40_000);
         let d = discord::payload(&event, &discord_opts);
         validate_discord(&d);
+        validate_telegram(&telegram::payload(&event, &telegram_templated()));
+        validate_teams(&teams::payload(&event, &teams_templated()), true);
     }
 }
 
@@ -725,6 +909,14 @@ fn random_hostile_text_always_validates() {
             &slack::payload(&event, &opts),
             &["https://x.com/a", "https://x.com/a/status/1"],
         );
+        validate_telegram(&telegram::payload(&event, &telegram_plain()));
+        let opts = TelegramOptions {
+            template: Some(template("<b>{monitor_name}</b> {tweet_text}")),
+            ..telegram_plain()
+        };
+        validate_telegram(&telegram::payload(&event, &opts));
+        validate_teams(&teams::payload(&event, &TeamsOptions::default()), false);
+        validate_teams(&teams::payload(&event, &teams_templated()), true);
     }
 }
 

@@ -8,8 +8,10 @@ mod support;
 
 use std::path::Path;
 
-use badger_relay::config::{Config, DiscordOptions, SlackOptions, TargetKind};
-use badger_relay::target::{discord, slack};
+use badger_relay::config::{
+    Config, DiscordOptions, SlackOptions, TargetKind, TeamsOptions, TelegramOptions,
+};
+use badger_relay::target::{discord, slack, teams, telegram};
 use serde_json::{Map, Value, json};
 use support::*;
 
@@ -56,9 +58,13 @@ const EVERY_WAY: &str = "Tweet: {{ tweet_text }} | {{ tweet_text | upper }} | {{
     | {{ tweet_text | split(' ') | list }} | {{ monitor_name }} | {{ author_username }}";
 
 fn config(kind: &str, template: &str) -> Config {
-    let toml = format!(
-        "[targets.t]\ntype = \"{kind}\"\nurl = \"https://example.com/hook\"\ntemplate = '''{template}'''\n"
-    );
+    let endpoint = match kind {
+        "telegram" => {
+            "bot_token = \"987654321:AAF3kq8ZrXw9Vb2mNc7LpTGTESTSECRET\"\nchat_id = -1001234567890"
+        }
+        _ => "url = \"https://example.com/hook\"",
+    };
+    let toml = format!("[targets.t]\ntype = \"{kind}\"\n{endpoint}\ntemplate = '''{template}'''\n");
     Config::parse(&toml, Path::new("relay.toml"), &|_| None).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -167,6 +173,77 @@ fn a_discord_template_cannot_make_a_hostile_tweet_ping() {
         "{content}"
     );
     assert!(!content.contains("]("), "a masked link in {content}");
+}
+
+fn telegram_opts(template: &str) -> TelegramOptions {
+    match &config("telegram", template).targets[0].kind {
+        TargetKind::Telegram(o) => o.clone(),
+        _ => unreachable!(),
+    }
+}
+
+fn teams_opts(template: &str) -> TeamsOptions {
+    match &config("teams", template).targets[0].kind {
+        TargetKind::Teams(o) => o.clone(),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn a_telegram_template_cannot_make_a_hostile_tweet_ping_or_add_html() {
+    let p = telegram::payload(&hostile_event(), &telegram_opts(EVERY_WAY));
+    assert_eq!(p["parse_mode"], "HTML");
+    let text = p["text"].as_str().unwrap();
+    assert!(text.starts_with("Tweet: &lt;!channel&gt;"), "{text}");
+    // The template writes no tag, so none may be in the message.
+    assert!(!text.contains('<'), "a tag from a value: {text}");
+    for (i, _) in text.match_indices('&') {
+        assert!(
+            ["&amp;", "&lt;", "&gt;", "&quot;"]
+                .iter()
+                .any(|e| text[i..].starts_with(e)),
+            "a bare & in {text}"
+        );
+    }
+    for (i, _) in text.match_indices('@') {
+        let next = text[i + 1..].bytes().next();
+        assert!(
+            !next.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "a mention in {text}"
+        );
+    }
+}
+
+#[test]
+fn a_teams_template_cannot_make_a_hostile_tweet_into_markdown() {
+    let p = teams::payload(&hostile_event(), &teams_opts(EVERY_WAY));
+    let card = &p["attachments"][0]["content"];
+    assert!(
+        card.pointer("/msteams/entities").is_none(),
+        "no mention entities: {card}"
+    );
+    let text = card["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "TextBlock")
+        .and_then(|b| b["text"].as_str())
+        .expect("the template's TextBlock")
+        .to_owned();
+    assert!(text.starts_with("Tweet: \\<\\!channel\\>"), "{text}");
+    // Every markdown character in it came from a value, and is backslash-escaped.
+    let chars: Vec<char> = text.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if matches!(
+            c,
+            '[' | ']' | '(' | ')' | '<' | '>' | '*' | '_' | '`' | '~' | '#' | '!'
+        ) {
+            assert!(
+                i > 0 && chars[i - 1] == '\\',
+                "an unescaped {c:?} in {text}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -314,11 +314,13 @@ pub enum DedupeMode {
 pub enum TargetKind {
     Slack(SlackOptions),
     Discord(DiscordOptions),
+    Telegram(TelegramOptions),
+    Teams(TeamsOptions),
     Http(HttpOptions),
 }
 
 impl TargetKind {
-    /// Its `type` in the config: `slack`, `discord`, `http`.
+    /// Its `type` in the config: `slack`, `discord`, `telegram`, `teams`, `http`.
     pub fn name(&self) -> &'static str {
         schema::Kind::of(self).name()
     }
@@ -370,6 +372,43 @@ pub struct DiscordOptions {
     /// nobody gets a push or desktop notification for it (a busy channel stays quiet).
     pub suppress_notifications: bool,
     /// The message `content` above the embed: MiniJinja, or the older `{field}` form.
+    pub template: Option<Template>,
+}
+
+/// `[targets.NAME]` with `type = "telegram"`. The bot token is not here: it is part of
+/// the request URL (`{api_url}/bot{token}/sendMessage`), which is a secret and prints as
+/// `https://api.telegram.org/bot***`.
+#[derive(Debug, Clone, Default)]
+pub struct TelegramOptions {
+    /// Where messages go: a numeric chat id (`-1001234567890` for a channel or supergroup)
+    /// or a public `@channelusername`, as JSON it is sent as.
+    pub chat_id: ChatId,
+    /// Post into this topic of a forum supergroup.
+    pub message_thread_id: Option<i64>,
+    /// Send silently: the message arrives without a notification sound.
+    pub disable_notification: bool,
+    /// The message text (Telegram HTML), replacing the built-in layout.
+    pub template: Option<Template>,
+}
+
+/// A Telegram `chat_id`: Telegram takes an integer or an `@username` string, and a
+/// numeric id sent as a string is accepted too, but the config keeps what was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatId {
+    Id(i64),
+    Username(String),
+}
+
+impl Default for ChatId {
+    fn default() -> Self {
+        ChatId::Id(0)
+    }
+}
+
+/// `[targets.NAME]` with `type = "teams"`: a Microsoft Teams Workflows webhook.
+#[derive(Debug, Clone, Default)]
+pub struct TeamsOptions {
+    /// The card's main text (Adaptive Card markdown), replacing the tweet text.
     pub template: Option<Template>,
 }
 

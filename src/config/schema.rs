@@ -20,10 +20,10 @@ use super::interpolate::Env;
 use super::network;
 use super::values::{self, Invalid};
 use super::{
-    Burst, Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, Jinja, NatsAuth,
+    Burst, ChatId, Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, Jinja, NatsAuth,
     NatsConfig, NatsUrl, OutboxBackend, OutboxConfig, RateLimit, ReconnectConfig, RetryPolicy,
-    RouteConfig, ServerConfig, SlackOptions, SourceConfig, TargetConfig, TargetKind, Template,
-    TemplatePart,
+    RouteConfig, ServerConfig, SlackOptions, SourceConfig, TargetConfig, TargetKind, TeamsOptions,
+    TelegramOptions, Template, TemplatePart,
 };
 use crate::jinja;
 use crate::secret::{Secret, SecretUrl};
@@ -63,7 +63,6 @@ const SERVER_KEYS: &[&str] = &["listen", "ingest_secret"];
 /// Keys every target takes, whatever its type.
 const TARGET_KEYS: &[&str] = &[
     "type",
-    "url",
     "concurrency",
     "rate_limit",
     "timeout",
@@ -72,6 +71,7 @@ const TARGET_KEYS: &[&str] = &[
     "tls",
 ];
 const SLACK_KEYS: &[&str] = &[
+    "url",
     "username",
     "icon_emoji",
     "channel",
@@ -83,6 +83,7 @@ const SLACK_KEYS: &[&str] = &[
     "stale",
 ];
 const DISCORD_KEYS: &[&str] = &[
+    "url",
     "username",
     "avatar_url",
     "thread_id",
@@ -93,7 +94,20 @@ const DISCORD_KEYS: &[&str] = &[
     "stale_after",
     "stale",
 ];
+const TELEGRAM_KEYS: &[&str] = &[
+    "bot_token",
+    "chat_id",
+    "message_thread_id",
+    "api_url",
+    "disable_notification",
+    "template",
+    "digest",
+    "stale_after",
+    "stale",
+];
+const TEAMS_KEYS: &[&str] = &["url", "template", "digest", "stale_after", "stale"];
 const HTTP_KEYS: &[&str] = &[
+    "url",
     "method",
     "headers",
     "signing_secret",
@@ -124,6 +138,7 @@ const DEFAULT_NATS_STREAM: &str = "BADGER_RELAY";
 const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
 const DEFAULT_EVENTS: &[&str] = &["tweet.detected"];
 /// Headers badger-relay sets itself; letting a config set them would break the request
 /// or forge its Standard Webhooks signature.
@@ -496,17 +511,27 @@ fn targets(
 pub(super) enum Kind {
     Slack,
     Discord,
+    Telegram,
+    Teams,
     Http,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Slack, Kind::Discord, Kind::Http];
+    const ALL: [Kind; 5] = [
+        Kind::Slack,
+        Kind::Discord,
+        Kind::Telegram,
+        Kind::Teams,
+        Kind::Http,
+    ];
 
     /// The kind of a built target: the other direction of [`Kind::name`].
     pub(super) fn of(kind: &TargetKind) -> Kind {
         match kind {
             TargetKind::Slack(_) => Kind::Slack,
             TargetKind::Discord(_) => Kind::Discord,
+            TargetKind::Telegram(_) => Kind::Telegram,
+            TargetKind::Teams(_) => Kind::Teams,
             TargetKind::Http(_) => Kind::Http,
         }
     }
@@ -516,6 +541,8 @@ impl Kind {
         match self {
             Kind::Slack => "slack",
             Kind::Discord => "discord",
+            Kind::Telegram => "telegram",
+            Kind::Teams => "teams",
             Kind::Http => "http",
         }
     }
@@ -524,6 +551,8 @@ impl Kind {
         match self {
             Kind::Slack => SLACK_KEYS,
             Kind::Discord => DISCORD_KEYS,
+            Kind::Telegram => TELEGRAM_KEYS,
+            Kind::Teams => TEAMS_KEYS,
             Kind::Http => HTTP_KEYS,
         }
     }
@@ -544,34 +573,46 @@ fn target(
     global_tls: &[CaFile],
     env: Env,
 ) -> Result<TargetConfig, Problem> {
-    let type_item = t.require("type", "`slack`, `discord` or `http`")?;
+    let type_item = t.require("type", "`slack`, `discord`, `telegram`, `teams` or `http`")?;
     let kinds = Kind::ALL.map(|k| (k.name(), k));
     let kind = parse(type_item, env, |s| values::choice(s, "target type", &kinds))?;
     for (key, item) in t.entries() {
         if TARGET_KEYS.contains(&key) || kind.keys().contains(&key) {
             continue;
         }
+        if kind == Kind::Telegram && key == "url" {
+            return Err(item.key_problem(
+                "a telegram target has no url: set `bot_token` and `chat_id` (and `api_url` for a Bot API server of your own)",
+            ));
+        }
         let takers: Vec<&str> = Kind::ALL
             .into_iter()
             .filter(|k| k.keys().contains(&key))
             .map(Kind::name)
             .collect();
-        if !takers.is_empty() {
+        if let Some((last, others)) = takers.split_last() {
+            let takers = if others.is_empty() {
+                (*last).to_owned()
+            } else {
+                format!("{} and {last}", others.join(", "))
+            };
             return Err(item.key_problem(format!(
-                "not valid for {} target (only {} targets take it)",
+                "not valid for {} target (only {takers} targets take it)",
                 kind.with_article(),
-                takers.join(" and ")
             )));
         }
         let valid: Vec<&str> = TARGET_KEYS.iter().chain(kind.keys()).copied().collect();
         return Err(unknown_key(item, key, &valid));
     }
 
-    let url = parse(
-        t.require("url", "the endpoint to deliver to")?,
-        env,
-        values::http_url,
-    )?;
+    let url = match kind {
+        Kind::Telegram => telegram_url(t, env)?,
+        _ => SecretUrl::new(parse(
+            t.require("url", "the endpoint to deliver to")?,
+            env,
+            values::http_url,
+        )?),
+    };
     let concurrency = t.opt("concurrency", |item| {
         let n = item.integer()?;
         usize::try_from(n)
@@ -611,6 +652,28 @@ fn target(
             }),
             DedupeMode::Tweet,
         ),
+        // Telegram allows a bot about one message a second in one chat (and 20 a
+        // minute in a group); Teams' Workflows webhooks are documented at 4 a second.
+        Kind::Telegram => (
+            TargetKind::Telegram(telegram(t, env)?),
+            1,
+            Some(RateLimit {
+                count: 1,
+                per: Duration::from_secs(1),
+            }),
+            DedupeMode::Tweet,
+        ),
+        Kind::Teams => (
+            TargetKind::Teams(TeamsOptions {
+                template: t.opt("template", |item| chat_template(item, env))?,
+            }),
+            1,
+            Some(RateLimit {
+                count: 4,
+                per: Duration::from_secs(1),
+            }),
+            DedupeMode::Tweet,
+        ),
         Kind::Http => (TargetKind::Http(http(t, env)?), 4, None, DedupeMode::Event),
     };
     let burst = match kind {
@@ -624,7 +687,7 @@ fn target(
     Ok(TargetConfig {
         tls,
         name: name.to_owned(),
-        url: SecretUrl::new(url),
+        url,
         kind,
         concurrency: concurrency.unwrap_or(default_concurrency),
         rate_limit: rate_limit.or(default_rate),
@@ -699,6 +762,76 @@ fn compile_template(item: &Item, s: &str, output: jinja::Output) -> Result<Jinja
     jinja::compile(s, output)
         .map(|compiled| compiled.for_key(&item.key))
         .map_err(|e| item.problem_within(e.range, e.message))
+}
+
+/// `{api_url}/bot{bot_token}/sendMessage`, the one URL a telegram target calls. It holds
+/// the token, so it prints as `{api_url}/bot***`.
+fn telegram_url(t: &Table, env: Env) -> Result<SecretUrl, Problem> {
+    let item = t.require("bot_token", "the token @BotFather gave the bot")?;
+    let token = secret(item, env)?;
+    if !values::is_telegram_token(&token) {
+        // The value is never shown: a wrong token is still mostly the real one.
+        return Err(item.problem(
+            "is not a Telegram bot token (digits, `:`, then letters, digits, `_` and `-`, as @BotFather shows it)",
+        ));
+    }
+    let api = match t.get("api_url") {
+        Some(item) => parse(item, env, values::http_url)?,
+        None => DEFAULT_TELEGRAM_API
+            .parse()
+            .expect("the default Bot API URL is valid"),
+    };
+    let base = api.as_str().trim_end_matches('/');
+    let url = reqwest::Url::parse(&format!("{base}/bot{token}/sendMessage"))
+        .map_err(|_| item.problem("does not make a valid URL with `api_url`"))?;
+    // What prints is the API's origin only: an `api_url` may carry credentials too.
+    let origin = match api.port() {
+        Some(port) => format!("{}://{}:{port}", api.scheme(), api.host_str().unwrap_or("")),
+        None => format!("{}://{}", api.scheme(), api.host_str().unwrap_or("")),
+    };
+    Ok(SecretUrl::with_redacted(url, format!("{origin}/bot***")))
+}
+
+fn telegram(t: &Table, env: Env) -> Result<TelegramOptions, Problem> {
+    let item = t.require(
+        "chat_id",
+        "the chat to post to: a numeric id (-100… for channels and supergroups) or \"@channelname\"",
+    )?;
+    let chat_id = match item.integer() {
+        Ok(id) => ChatId::Id(id),
+        Err(_) => {
+            let s = item.string(env)?;
+            let s = s.trim();
+            if let Ok(id) = s.parse::<i64>() {
+                ChatId::Id(id)
+            } else if s.len() > 1
+                && s.starts_with('@')
+                && s[1..]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                ChatId::Username(s.to_owned())
+            } else {
+                return Err(item.problem(
+                    "must be a numeric chat id (like -1001234567890) or a public channel's \"@username\"",
+                ));
+            }
+        }
+    };
+    Ok(TelegramOptions {
+        chat_id,
+        message_thread_id: t.opt("message_thread_id", |item| {
+            let n = item.integer()?;
+            if n < 1 {
+                return Err(item.problem("must be a positive topic id"));
+            }
+            Ok(n)
+        })?,
+        disable_notification: t
+            .opt("disable_notification", Item::boolean)?
+            .unwrap_or(false),
+        template: t.opt("template", |item| chat_template(item, env))?,
+    })
 }
 
 fn http(t: &Table, env: Env) -> Result<HttpOptions, Problem> {

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{
-    Config, DedupeMode, Exclusion, HttpMethod, RateLimit, RetryPolicy, RouteConfig, SourceConfig,
-    TargetConfig, TargetKind,
+    ChatId, Config, DedupeMode, Exclusion, HttpMethod, RateLimit, RetryPolicy, RouteConfig,
+    SourceConfig, TargetConfig, TargetKind,
 };
 use crate::secret::redact_url;
 
@@ -175,6 +175,26 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
             if o.suppress_notifications {
                 options.push("suppress_notifications".to_owned());
             }
+            if o.template.is_some() {
+                options.push("custom template".to_owned());
+            }
+        }
+        TargetKind::Telegram(o) => {
+            options.push(match &o.chat_id {
+                ChatId::Id(id) => format!("chat_id {id}"),
+                ChatId::Username(name) => format!("chat_id {name}"),
+            });
+            if let Some(topic) = o.message_thread_id {
+                options.push(format!("message_thread_id {topic}"));
+            }
+            if o.disable_notification {
+                options.push("disable_notification".to_owned());
+            }
+            if o.template.is_some() {
+                options.push("custom template".to_owned());
+            }
+        }
+        TargetKind::Teams(o) => {
             if o.template.is_some() {
                 options.push("custom template".to_owned());
             }

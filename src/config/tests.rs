@@ -16,7 +16,11 @@ const DISCORD_URL: &str = "https://discord.com/api/webhooks/123456/DISCORDTOKEN_
 const WORKFLOW_TOKEN: &str = "WORKFLOWTOKEN_8d5e";
 const SIGNING_SECRET: &str = "SIGNINGSECRET_2a6f";
 const INGEST_SECRET: &str = "INGESTSECRET_5b7c";
+const TELEGRAM_TOKEN: &str = "123456789:TGSECRET_AAHdqTcvCH1vGWJxfSeofS";
+const TEAMS_URL: &str = "https://prod-1.westus.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sig=TEAMSSIG_3f8a";
 const SECRETS: &[&str] = &[
+    "TGSECRET_AAHdqTcvCH1vGWJxfSeofS",
+    "TEAMSSIG_3f8a",
     API_KEY,
     "SLACKTOKEN_9c1d",
     "DISCORDTOKEN_4e2b",
@@ -33,6 +37,8 @@ fn test_env(name: &str) -> Option<String> {
         "WORKFLOW_TOKEN" => WORKFLOW_TOKEN,
         "WORKFLOW_SIGNING_SECRET" => SIGNING_SECRET,
         "SCRAPEBADGER_WEBHOOK_SECRET" => INGEST_SECRET,
+        "TELEGRAM_BOT_TOKEN" => TELEGRAM_TOKEN,
+        "TEAMS_WEBHOOK_URL" => TEAMS_URL,
         "EMPTY" => "",
         _ => return None,
     };
@@ -751,6 +757,128 @@ fn unknown_keys_anywhere_are_errors_with_suggestions() {
     );
 }
 
+fn telegram_target(extra: &str) -> String {
+    format!("[targets.t]\ntype = \"telegram\"\nbot_token = \"${{TELEGRAM_BOT_TOKEN}}\"\n{extra}")
+}
+
+#[test]
+fn a_telegram_target_builds_its_url_from_the_token_and_never_shows_it() {
+    let c = parse(&telegram_target("chat_id = -1001234567890\n"));
+    let t = &c.targets[0];
+    assert_eq!(
+        t.url.expose().as_str(),
+        format!("https://api.telegram.org/bot{TELEGRAM_TOKEN}/sendMessage")
+    );
+    assert_eq!(t.url.redacted(), "https://api.telegram.org/bot***");
+    let TargetKind::Telegram(o) = &t.kind else {
+        panic!("{:?}", t.kind)
+    };
+    assert_eq!(o.chat_id, ChatId::Id(-1_001_234_567_890));
+    assert_eq!((o.message_thread_id, o.disable_notification), (None, false));
+    // A chat target's defaults: one at a time, 1/s, each tweet once.
+    assert_eq!(t.concurrency, 1);
+    assert_eq!(
+        t.rate_limit,
+        Some(RateLimit {
+            count: 1,
+            per: secs(1)
+        })
+    );
+    assert_eq!(t.dedupe, DedupeMode::Tweet);
+    assert_no_secret(&format!("{t:?}"));
+    assert_no_secret(&c.summary());
+
+    let c = parse(&telegram_target(
+        "chat_id = \"@my_channel\"\nmessage_thread_id = 7\ndisable_notification = true\napi_url = \"http://127.0.0.1:8081/\"\n",
+    ));
+    let t = &c.targets[0];
+    assert_eq!(
+        t.url.expose().as_str(),
+        format!("http://127.0.0.1:8081/bot{TELEGRAM_TOKEN}/sendMessage")
+    );
+    assert_eq!(t.url.redacted(), "http://127.0.0.1:8081/bot***");
+    let TargetKind::Telegram(o) = &t.kind else {
+        panic!()
+    };
+    assert_eq!(o.chat_id, ChatId::Username("@my_channel".into()));
+    assert_eq!(
+        (o.message_thread_id, o.disable_notification),
+        (Some(7), true)
+    );
+    // A numeric id written as a string is still a numeric id.
+    let c = parse(&telegram_target("chat_id = \"-42\"\n"));
+    let TargetKind::Telegram(o) = &c.targets[0].kind else {
+        panic!()
+    };
+    assert_eq!(o.chat_id, ChatId::Id(-42));
+}
+
+#[test]
+fn telegram_mistakes_are_config_errors_without_the_token() {
+    assert_eq!(
+        error(&telegram_target("")),
+        "relay.toml:1:1: targets.t.chat_id: missing required key (the chat to post to: a numeric id (-100… for channels and supergroups) or \"@channelname\")"
+    );
+    assert_eq!(
+        error(&telegram_target("chat_id = \"my channel\"\n")),
+        "relay.toml:4:11: targets.t.chat_id: must be a numeric chat id (like -1001234567890) or a public channel's \"@username\""
+    );
+    assert_eq!(
+        error(&telegram_target(
+            "chat_id = 1\nurl = \"https://api.telegram.org/x\"\n"
+        )),
+        "relay.toml:5:1: targets.t.url: a telegram target has no url: set `bot_token` and `chat_id` (and `api_url` for a Bot API server of your own)"
+    );
+    assert_eq!(
+        error(&telegram_target("chat_id = 1\nmessage_thread_id = 0\n")),
+        "relay.toml:5:21: targets.t.message_thread_id: must be a positive topic id"
+    );
+    // A token missing its secret half (or pasted with the "bot" prefix) is named, not shown.
+    for bad in [
+        "123456789",
+        "bot123456789:TGSECRET_AAHdqTcvCH1vGWJxfSeofS",
+        "123:short",
+    ] {
+        let text =
+            format!("[targets.t]\ntype = \"telegram\"\nbot_token = \"{bad}\"\nchat_id = 1\n");
+        let message = error(&text);
+        assert!(message.contains("is not a Telegram bot token"), "{message}");
+        assert!(!message.contains(bad), "{message}");
+    }
+    assert_eq!(
+        error("[targets.t]\ntype = \"telegram\"\nchat_id = 1\n"),
+        "relay.toml:1:1: targets.t.bot_token: missing required key (the token @BotFather gave the bot)"
+    );
+    assert_eq!(
+        error(&telegram_target("chat_id = 1\nusername = \"x\"\n")),
+        "relay.toml:5:1: targets.t.username: not valid for a telegram target (only slack and discord targets take it)"
+    );
+}
+
+#[test]
+fn a_teams_target_defaults_to_4_per_second_and_hides_its_signature() {
+    let c = parse("[targets.t]\ntype = \"teams\"\nurl = \"${TEAMS_WEBHOOK_URL}\"\n");
+    let t = &c.targets[0];
+    assert!(matches!(t.kind, TargetKind::Teams(_)));
+    assert_eq!(
+        t.rate_limit,
+        Some(RateLimit {
+            count: 4,
+            per: secs(1)
+        })
+    );
+    assert_eq!((t.concurrency, t.dedupe), (1, DedupeMode::Tweet));
+    assert_eq!(
+        t.url.redacted(),
+        "https://prod-1.westus.logic.azure.com/workflows/***"
+    );
+    assert_no_secret(&c.summary());
+    assert_eq!(
+        error("[targets.t]\ntype = \"teams\"\nurl = \"https://x.example/\"\nmethod = \"PUT\"\n"),
+        "relay.toml:4:1: targets.t.method: not valid for a teams target (only http targets take it)"
+    );
+}
+
 #[test]
 fn options_of_another_target_type_are_named_as_such() {
     assert_eq!(
@@ -759,7 +887,7 @@ fn options_of_another_target_type_are_named_as_such() {
     );
     assert_eq!(
         error(&http_target("template = \"{tweet_url}\"\n")),
-        "relay.toml:4:1: targets.t.template: not valid for an http target (only slack and discord targets take it)"
+        "relay.toml:4:1: targets.t.template: not valid for an http target (only slack, discord, telegram and teams targets take it)"
     );
     assert_eq!(
         error(&slack_target("thread_id = \"1\"\n")),
@@ -771,11 +899,11 @@ fn options_of_another_target_type_are_named_as_such() {
 fn target_errors() {
     assert_eq!(
         error("[targets.t]\ntype = \"slak\"\n"),
-        "relay.toml:2:8: targets.t.type: unknown target type: expected `slack`, `discord` or `http` (did you mean `slack`?)"
+        "relay.toml:2:8: targets.t.type: unknown target type: expected `slack`, `discord`, `telegram`, `teams` or `http` (did you mean `slack`?)"
     );
     assert_eq!(
         error("[targets.t]\nurl = \"https://x.example/\"\n"),
-        "relay.toml:1:1: targets.t.type: missing required key (`slack`, `discord` or `http`)"
+        "relay.toml:1:1: targets.t.type: missing required key (`slack`, `discord`, `telegram`, `teams` or `http`)"
     );
     assert_eq!(
         error("[targets.t]\ntype = \"http\"\n"),
@@ -1263,12 +1391,16 @@ fn the_shipped_example_config_parses() {
     let env_with_urls = |name: &str| match name {
         "SLACK_WEBHOOK_URL" => Some("https://hooks.slack.com/services/T/B/X".to_owned()),
         "DISCORD_WEBHOOK_URL" => Some("https://discord.com/api/webhooks/1/x".to_owned()),
+        "TELEGRAM_BOT_TOKEN" => Some(TELEGRAM_TOKEN.to_owned()),
+        "TEAMS_WEBHOOK_URL" => Some(TEAMS_URL.to_owned()),
         _ => env(name),
     };
     let text = include_str!("../../config.example.toml");
     let config = Config::parse(text, Path::new("config.example.toml"), &env_with_urls)
         .unwrap_or_else(|e| panic!("config.example.toml: {e}"));
-    assert_eq!(config.targets.len(), 3);
+    assert_eq!(config.targets.len(), 5);
+    assert!(matches!(config.targets[3].kind, TargetKind::Telegram(_)));
+    assert!(matches!(config.targets[4].kind, TargetKind::Teams(_)));
     assert_eq!(config.routes.len(), 2);
     assert!(config.server.is_some());
 
@@ -1305,6 +1437,15 @@ fn the_shipped_example_config_parses() {
         panic!("slack")
     };
     assert!(o.unfurl_links && o.unfurl_media);
+    let TargetKind::Telegram(o) = &config.targets[3].kind else {
+        panic!("telegram")
+    };
+    assert!(o.message_thread_id.is_some() && o.disable_notification && o.template.is_some());
+    assert_eq!(config.targets[3].url.expose().host_str(), Some("127.0.0.1"));
+    let TargetKind::Teams(o) = &config.targets[4].kind else {
+        panic!("teams")
+    };
+    assert!(o.template.is_some());
     assert_eq!(config.routes[1].fields.len(), 3, "the where example");
     assert!(config.routes[1].unless.is_some(), "the unless example");
 }
@@ -1791,7 +1932,7 @@ fn digest_and_stale_are_read_for_chat_targets() {
 fn digest_and_stale_mistakes_are_config_errors() {
     assert_eq!(
         error(&http_target("digest = { max = 5 }\n")),
-        "relay.toml:4:1: targets.t.digest: not valid for an http target (only slack and discord targets take it)"
+        "relay.toml:4:1: targets.t.digest: not valid for an http target (only slack, discord, telegram and teams targets take it)"
     );
     assert_eq!(
         error(&slack_target("digest = { max = 1 }\n")),

@@ -147,6 +147,20 @@ fn url_with_host(s: &str) -> Result<reqwest::Url, Invalid> {
     Ok(url)
 }
 
+/// A bot token as @BotFather issues it: the bot's numeric id, `:`, and a secret of
+/// letters, digits, `_` and `-` (35 characters today; not fixed by Telegram).
+pub(crate) fn is_telegram_token(s: &str) -> bool {
+    let Some((id, key)) = s.split_once(':') else {
+        return false;
+    };
+    !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && key.len() >= 20
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
 /// Target names become storage keys in the outbox, so they are kept to `[A-Za-z0-9_.-]+`.
 pub(crate) fn is_target_name(name: &str) -> bool {
     !name.is_empty()

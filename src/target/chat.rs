@@ -1,9 +1,9 @@
-//! What the chat targets (Slack, Discord) share.
+//! What the chat targets (Slack, Discord, Telegram, Teams) share.
 //!
-//! Both are pure functions from an event to a JSON body, so that `route` can print
+//! Each is a pure function from an event to a JSON body, so that `route` can print
 //! exactly what would be sent and the golden tests can pin it. The helpers below are
-//! what both chat platforms share: reading the few fields a
-//! message shows, and cutting text to a platform limit.
+//! what the chat platforms share: reading the few fields a message shows, and cutting
+//! text to a platform limit.
 //!
 //! Limits are counted in `char`s (Unicode scalar values). Discord counts code points
 //! (its API is Python 3 `len`); Slack only says "characters", and a code point never

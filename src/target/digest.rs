@@ -3,7 +3,8 @@
 //!
 //! What the platforms share is here: the heading, how many tweets a message lists, how
 //! long each tweet's text may be, and the events read once. Each platform file lays the
-//! list out its own way (`slack::digest_payload`, `discord::digest_payload`) with the
+//! list out its own way (`slack::digest_payload`, `discord::digest_payload`,
+//! `telegram::digest_payload`, `teams::digest_payload`) with the
 //! same escaping as its single message, so a digest can no more ping anyone than a
 //! single tweet can. A target's `template` does not apply: it shapes one tweet's message.
 
@@ -141,6 +142,65 @@ mod tests {
                 .next()
                 .unwrap()
                 .starts_with("**@here**: ")
+        );
+    }
+
+    #[test]
+    fn a_telegram_digest_lists_every_tweet_within_4096_and_mentions_no_one() {
+        let events = hostile(LISTED_MAX + 3);
+        let body =
+            crate::target::telegram::digest_payload(Heading::Delayed, &events, &Default::default());
+        assert_eq!(body["parse_mode"], "HTML");
+        let text = body["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("<b>28 tweets from while delivery was delayed</b>\n• "),
+            "{text}"
+        );
+        assert!(!text.contains("<!channel>") && !text.contains("<@&"));
+        assert!(!text.contains("@everyone") && !text.contains("@here"));
+        assert_eq!(text.lines().count(), 1 + LISTED_MAX + 1, "{text}");
+        assert!(text.ends_with("…and 3 more"));
+        // Every listed tweet keeps its link, and some of its text.
+        for i in 0..LISTED_MAX {
+            assert!(text.contains(&format!("https://x.com/here/status/{}", 1000 + i)));
+        }
+        assert!(text.lines().nth(1).unwrap().contains(": &lt;!channel&gt;"));
+        let visible: usize = {
+            let mut plain = String::new();
+            let mut in_tag = false;
+            for c in text.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' if in_tag => in_tag = false,
+                    c if !in_tag => plain.push(c),
+                    _ => {}
+                }
+            }
+            let plain = plain
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&")
+                .replace("&quot;", "\"");
+            plain.encode_utf16().count()
+        };
+        assert!(visible <= 4096, "{visible}");
+    }
+
+    #[test]
+    fn a_teams_digest_is_one_card_under_28kb_with_a_line_per_tweet() {
+        let events = hostile(LISTED_MAX);
+        let body = crate::target::teams::digest_payload(Heading::Burst, &events);
+        assert!(body.to_string().len() <= crate::target::teams::PAYLOAD_MAX);
+        let card = &body["attachments"][0]["content"];
+        assert_eq!(card["version"], "1.4");
+        let blocks = card["body"].as_array().unwrap();
+        assert_eq!(blocks.len(), 1 + LISTED_MAX);
+        assert_eq!(blocks[0]["text"], "25 new tweets");
+        let first = &blocks[1]["inlines"];
+        assert_eq!(first[0]["text"], "@here");
+        assert_eq!(
+            first[2]["selectAction"]["url"],
+            "https://x.com/here/status/1000"
         );
     }
 

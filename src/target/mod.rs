@@ -14,6 +14,8 @@ pub(crate) mod digest;
 pub mod discord;
 pub mod http;
 pub mod slack;
+pub mod teams;
+pub mod telegram;
 pub mod template;
 
 #[cfg(test)]
@@ -217,6 +219,8 @@ impl Target {
             TargetKind::Http(opts) => http::render(opts, url, delivery_id, timestamp, event)?,
             TargetKind::Slack(opts) => slack::render(opts, url, &parse_object(event)?)?,
             TargetKind::Discord(opts) => discord::render(opts, url, &parse_object(event)?)?,
+            TargetKind::Telegram(opts) => telegram::render(opts, url, &parse_object(event)?)?,
+            TargetKind::Teams(opts) => teams::render(opts, url, &parse_object(event)?)?,
         };
         Ok(self.finish(rendered))
     }
@@ -252,6 +256,13 @@ impl Target {
                 discord::request_url(url, opts),
                 &discord::digest_payload(heading, &events, opts),
             )?,
+            TargetKind::Telegram(opts) => post_json(
+                url.clone(),
+                &telegram::digest_payload(heading, &events, opts),
+            )?,
+            TargetKind::Teams(_) => {
+                post_json(url.clone(), &teams::digest_payload(heading, &events))?
+            }
             TargetKind::Http(_) => {
                 return Err(RenderError("an http target cannot fold deliveries".into()));
             }
@@ -265,6 +276,8 @@ impl Target {
             TargetKind::Http(_) => Reply::from_status(status, headers),
             TargetKind::Slack(_) => slack::interpret(status, headers, body),
             TargetKind::Discord(_) => discord::interpret(status, headers, body),
+            TargetKind::Telegram(_) => telegram::interpret(status, headers, body),
+            TargetKind::Teams(_) => teams::interpret(status, headers, body),
         }
     }
 

@@ -144,6 +144,8 @@ impl RelayConfig {
         self.target(name, "http", &receiver.url(), extra)
     }
 
+    /// A target of `kind` at `url` (for a telegram target, its `api_url`), with extra TOML
+    /// lines.
     pub fn target(mut self, name: &str, kind: &str, url: &str, extra: &str) -> RelayConfig {
         self.targets.push(TargetSpec {
             name: name.to_string(),
@@ -198,7 +200,13 @@ impl RelayConfig {
         for t in &self.targets {
             out.push_str(&format!("[targets.{}]\n", t.name));
             out.push_str(&format!("type = {}\n", s(&t.kind)));
-            out.push_str(&format!("url = {}\n", s(&t.url)));
+            // A telegram target takes the Bot API's base URL instead of a webhook URL.
+            let key = if t.kind == "telegram" {
+                "api_url"
+            } else {
+                "url"
+            };
+            out.push_str(&format!("{key} = {}\n", s(&t.url)));
             push_lines(&mut out, &t.extra);
             out.push('\n');
         }

@@ -21,6 +21,7 @@
 //! instead; nothing sleeps and hopes. Each test file includes this with `mod support;`.
 #![allow(dead_code, unused_imports)]
 
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod events;
@@ -37,6 +38,9 @@ pub mod wait;
 
 use std::time::Duration;
 
+pub use chat::{
+    chat_tweet_id, chat_tweet_ids, log_json, statuses, wait_for_chat_tweet, wait_for_dead_letter,
+};
 pub use cli::{Cli, CliOutput, cli};
 pub use config::{RelayConfig, Route, route};
 pub use events::{event, tweet_event, tweet_id};
