@@ -401,10 +401,57 @@ pub fn chat(data: &[u8]) {
     if template.contains(['{', '}']) {
         return;
     }
-    let (slack_opts, discord_opts) = chat_options(&format!("{{{{ {template} }}}}"));
+    let wrapped = format!("{{{{ {template} }}}}");
+    let (slack_opts, discord_opts) = chat_options(&wrapped);
     check_slack(&slack::payload(&map, &slack_opts), true);
     check_discord(&discord::payload(&map, &discord_opts), true);
+    if let Some((telegram_opts, teams_opts)) = more_chat_options(&wrapped) {
+        check_telegram(&crate::target::telegram::payload(&map, &telegram_opts));
+        check_teams_values(&crate::target::teams::payload(&map, &teams_opts));
+    }
     check_json_body(&format!("{{\"t\": \"{{{{ {template} }}}}\"}}"), event);
+}
+
+/// The options of a telegram and a teams target whose `template` is `template`, when
+/// `check` takes it.
+fn more_chat_options(
+    template: &str,
+) -> Option<(crate::config::TelegramOptions, crate::config::TeamsOptions)> {
+    let text = "[targets.t]\ntype = \"telegram\"\nbot_token = \"123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw\"\n\
+                chat_id = -1001234567890\ntemplate = \"${T}\"\n\
+                [targets.m]\ntype = \"teams\"\nurl = \"http://127.0.0.1:9/m\"\ntemplate = \"${T}\"\n";
+    let env = |name: &str| (name == "T").then(|| template.to_owned());
+    let config = Config::parse(text, Path::new("chat.toml"), &env).ok()?;
+    match (&config.targets[0].kind, &config.targets[1].kind) {
+        (TargetKind::Telegram(t), TargetKind::Teams(m)) => Some((t.clone(), m.clone())),
+        _ => unreachable!("the config names a telegram and a teams target"),
+    }
+}
+
+/// A Teams card whose template is one value: its markdown `TextBlock` has no markdown
+/// character that is not backslash-escaped (a `\` escapes the character after it).
+fn check_teams_values(body: &Value) {
+    let card = &body["attachments"][0]["content"];
+    assert!(card.pointer("/msteams/entities").is_none(), "no mentions");
+    for block in card["body"].as_array().expect("a body") {
+        let Some(text) = block.get("text").and_then(Value::as_str) else {
+            continue;
+        };
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                chars.next();
+                continue;
+            }
+            assert!(
+                !matches!(
+                    c,
+                    '*' | '_' | '~' | '`' | '[' | ']' | '(' | ')' | '<' | '>' | '!' | '#'
+                ),
+                "an unescaped {c:?} from a value in {text}"
+            );
+        }
+    }
 }
 
 /// The options of a slack and a discord target whose `template` is `template`; the
