@@ -377,13 +377,27 @@ pub fn as_is(s: &str) -> Cow<'_, str> {
 /// Jinja2's `default(value, default_value='', boolean=false)`, except that `null` counts
 /// as missing: an event's `null` field renders empty like a missing one, so a default
 /// should stand in for it too.
-fn default(value: &Value, other: Option<Value>, boolean: Option<bool>) -> Value {
+fn default(
+    value: &Value,
+    other: Option<Value>,
+    boolean: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let other = match other {
+        Some(v) => Some(v),
+        None => kwargs.get::<Option<Value>>("default_value")?,
+    };
+    let boolean = match boolean {
+        Some(b) => b,
+        None => kwargs.get::<Option<bool>>("boolean")?.unwrap_or(false),
+    };
+    kwargs.assert_all_used()?;
     let missing = value.is_undefined() || value.is_none();
-    if missing || (boolean == Some(true) && !value.is_true()) {
+    Ok(if missing || (boolean && !value.is_true()) {
         other.unwrap_or_else(|| Value::from(""))
     } else {
         value.clone()
-    }
+    })
 }
 
 /// Jinja2's `truncate(length=255, killwords=false, end='...', leeway=0)`: text longer

@@ -89,6 +89,15 @@ fn the_usual_filters() {
     assert_eq!(render("{{ name | default('n/a') }}", e.clone()), "Sam");
     assert_eq!(render("[{{ '' | default('n/a') }}]", e.clone()), "[]");
     assert_eq!(render("{{ '' | default('n/a', true) }}", e.clone()), "n/a");
+    assert_eq!(
+        render("{{ '' | default('n/a', boolean=true) }}", e.clone()),
+        "n/a"
+    );
+    assert_eq!(
+        render("{{ gone | default(default_value='x') }}", e.clone()),
+        "x"
+    );
+    assert_eq!(render("{{ gone | d('short') }}", e.clone()), "short");
     assert_eq!(render("{{ missing | default('n/a') }}", e.clone()), "n/a");
     assert_eq!(
         render("{{ name | upper }} {{ name | lower }}", e.clone()),
