@@ -276,3 +276,18 @@ fn rendering_does_not_recompile() {
         "{per:?} per render"
     );
 }
+
+#[test]
+fn whitespace_is_jinja2s() {
+    let e = json!({"xs": ["a", "b"]});
+    assert_eq!(
+        render("x\n", e.clone()),
+        "x",
+        "one trailing line break dropped"
+    );
+    assert_eq!(
+        render("{% for x in xs %}\n{{ x }}{% endfor %}", e.clone()),
+        "\na\nb"
+    );
+    assert_eq!(render("{% for x in xs -%}\n{{ x }}{% endfor %}", e), "ab");
+}
