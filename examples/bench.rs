@@ -61,6 +61,10 @@ struct Args {
     /// run with `where` on half of its routes [default: 1,100,1000]
     #[arg(long, value_delimiter = ',')]
     routing_routes: Vec<usize>,
+    /// A nats-server binary (2.11 or newer): the throughput and latency runs are also
+    /// made with `[outbox] backend = "nats"`, beside sled, in the same run
+    #[arg(long, value_name = "PATH")]
+    nats_server: Option<PathBuf>,
 }
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
@@ -82,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         Options::full(relay)
     };
     opts.modes = args.only;
+    opts.nats_server = args.nats_server;
     if let Some(n) = args.events {
         opts.events = n.max(1);
     }

@@ -101,7 +101,7 @@ fn template_note(kind: &crate::config::TargetKind, raw: &[u8]) -> Option<String>
         TargetKind::Discord(o) => o.template.as_ref(),
         TargetKind::Telegram(o) => o.template.as_ref(),
         TargetKind::Teams(o) => o.template.as_ref(),
-        TargetKind::Http(_) => None,
+        TargetKind::Http(_) | TargetKind::Nats(_) => None,
     }?;
     let [TemplatePart::Jinja(jinja)] = template.parts.as_slice() else {
         return None;
@@ -322,7 +322,11 @@ pub async fn send_test(config: &Config, name: &str, out: &mut dyn Write) -> anyh
     let outcome = target.send(request).await;
     let ok = outcome.verdict == crate::retry::Verdict::Delivered;
     match &outcome.failure {
-        None => writeln!(out, "delivered: HTTP {}", outcome.status.unwrap_or(200))?,
+        None => match outcome.status {
+            Some(status) => writeln!(out, "delivered: HTTP {status}")?,
+            // A nats target: the publish ack is its 2xx.
+            None => writeln!(out, "delivered: JetStream acknowledged it")?,
+        },
         Some(failure) => writeln!(
             out,
             "{}: {failure}",

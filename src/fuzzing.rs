@@ -341,7 +341,9 @@ pub fn routing(data: &[u8]) {
             continue;
         };
         match &config.targets[t].kind {
-            TargetKind::Http(_) => assert_eq!(request.body.as_ref(), data),
+            TargetKind::Http(_) | TargetKind::Nats(_) => {
+                assert_eq!(request.body.as_ref(), data)
+            }
             TargetKind::Slack(_) => check_slack(&json_body(&request.body), true),
             TargetKind::Discord(_) => check_discord(&json_body(&request.body), true),
             TargetKind::Telegram(_) => check_telegram(&json_body(&request.body)),

@@ -5,6 +5,9 @@
 #[path = "../examples/bench/mod.rs"]
 #[allow(dead_code)]
 mod bench;
+// support/mod.rs allows dead code itself; repeating it here is clippy's
+// duplicated_attributes.
+mod support;
 
 use std::path::PathBuf;
 
@@ -23,6 +26,8 @@ async fn the_bench_runs_and_reports_every_delivery() {
         routing_secs: 0.01,
         routing_routes: vec![1, 100],
         modes: Vec::new(),
+        // The nats backend too (a real nats-server; `.ci/run` installs it).
+        nats_server: Some(support::nats::bin()),
     };
     let report = bench::run(&opts).await.expect("the bench sets up");
     let table = report.table();
@@ -33,8 +38,9 @@ async fn the_bench_runs_and_reports_every_delivery() {
     assert_eq!(report.routing.len(), 4);
     assert!(report.routing.iter().all(|r| r.events_per_s > 0.0));
 
-    // Throughput: relay and ceiling, 1 and 3 targets, every delivery once, intact.
-    assert_eq!(report.throughput.len(), 4);
+    // Throughput: relay (sled), relay (nats) and ceiling, 1 and 3 targets, every
+    // delivery once, intact.
+    assert_eq!(report.throughput.len(), 6);
     for t in &report.throughput {
         assert_eq!(t.deliveries, 300 * t.targets as u64);
         assert_eq!(t.runs.len(), 1);
@@ -47,8 +53,9 @@ async fn the_bench_runs_and_reports_every_delivery() {
     }
     assert_eq!(report.ratios.len(), 2);
 
-    // Latency: relay and ceiling, every event delivered, the warm-up left out.
-    assert_eq!(report.latency.len(), 2);
+    // Latency: relay (sled), relay (nats) and ceiling, every event delivered, the
+    // warm-up left out.
+    assert_eq!(report.latency.len(), 3);
     for l in &report.latency {
         assert_eq!(l.delivered, 100, "{l:?}");
         assert_eq!(l.samples, 100 - l.warmup_events);

@@ -297,6 +297,80 @@ async fn retry_after_holds_both_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_for_the_target_across_two_replicas() {
+    let nats = NatsServer::start();
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    // The platform allows 2 a second and answers 429 beyond: two replicas each keeping
+    // the limit to themselves would send up to 4.
+    hook.throttle(2, Duration::from_secs(1), 1);
+    let config = replica_config(
+        &stream,
+        &nats,
+        &hook,
+        "concurrency = 4\nrate_limit = \"2/s\"",
+    );
+    let (_a, _b) = two_replicas(&config, &stream).await;
+    let tweets = ids(100..116);
+    for id in &tweets {
+        stream.send_event(&tweet_event(id));
+    }
+    hook.wait_for_tweet_ids(&set_of(&tweets), LONG).await;
+    let reqs = hook.requests();
+    let total = reqs[reqs.len() - 1].arrived - reqs[0].arrived;
+    eprintln!(
+        "16 events at 2/s through two replicas: {} requests over {total:?}, {} answered 429",
+        reqs.len(),
+        hook.throttled()
+    );
+    assert_eq!(
+        hook.throttled(),
+        0,
+        "the two replicas together exceeded 2/s"
+    );
+    assert_eq!(counts(&hook).values().sum::<usize>(), tweets.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_holds_the_whole_target_across_replicas_with_concurrency_above_one() {
+    let nats = NatsServer::start();
+    let stream = StreamServer::start().await;
+    let hook = Receiver::start().await;
+    // Each answer takes 100 ms, so deliveries are in flight from both replicas when the
+    // sixth is refused.
+    hook.stall_for(Duration::from_millis(100));
+    let held = Duration::from_millis(100);
+    let mut replies = vec![Reply::ok().held_for(held); 5];
+    replies.push(Reply::status(429).header("Retry-After", "2").held_for(held));
+    hook.script(replies);
+    let config = replica_config(&stream, &nats, &hook, "concurrency = 4");
+    let (_a, _b) = two_replicas(&config, &stream).await;
+    let tweets = ids(200..224);
+    for id in &tweets {
+        stream.send_event(&tweet_event(id));
+    }
+    hook.wait_for_tweet_ids(&set_of(&tweets), LONG).await;
+    let reqs = hook.requests();
+    let refused = reqs
+        .iter()
+        .find(|r| r.status == 429)
+        .expect("the 429")
+        .arrived;
+    // Requests already on their way when the 429 was answered arrive with it; every
+    // later one, from either replica, waits out the 2 s.
+    let early: Vec<Duration> = reqs
+        .iter()
+        .map(|r| r.arrived.saturating_duration_since(refused))
+        .filter(|gap| *gap > Duration::from_millis(200) && *gap < Duration::from_secs(2))
+        .collect();
+    assert!(
+        early.is_empty(),
+        "requests {early:?} after the 429 with Retry-After: 2"
+    );
+    assert_eq!(counts(&hook).len(), tweets.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_404_is_dead_lettered_listed_and_retried_by_the_cli_while_replicas_run() {
     let nats = NatsServer::start();
     let stream = StreamServer::start().await;

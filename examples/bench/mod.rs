@@ -9,6 +9,7 @@
 
 pub mod ceiling;
 pub mod events;
+pub mod nats;
 pub mod receiver;
 pub mod relay;
 pub mod report;
@@ -92,6 +93,9 @@ pub struct Options {
     pub routing_routes: Vec<usize>,
     /// What to run; every mode when empty.
     pub modes: Vec<Mode>,
+    /// A nats-server binary: the throughput and latency runs are then also made with
+    /// `[outbox] backend = "nats"` on a fresh JetStream server, beside sled.
+    pub nats_server: Option<PathBuf>,
 }
 
 impl Options {
@@ -110,6 +114,7 @@ impl Options {
             routing_secs: 1.0,
             routing_routes: vec![1, 100, 1_000],
             modes: Vec::new(),
+            nats_server: None,
         }
     }
 
@@ -161,11 +166,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             ));
         }
     }
+    let nats = opts.nats_server.is_some();
     for (mode, pipe) in [
         (Mode::Throughput, Pipe::Relay),
+        (Mode::Throughput, Pipe::Nats),
         (Mode::Ceiling, Pipe::Ceiling),
     ] {
-        if !opts.runs(mode) {
+        if !opts.runs(mode) || (pipe == Pipe::Nats && !nats) {
             continue;
         }
         for targets in [1, 3] {
@@ -184,8 +191,12 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             }
         }
     }
-    for (mode, pipe) in [(Mode::Latency, Pipe::Relay), (Mode::Ceiling, Pipe::Ceiling)] {
-        if !opts.runs(mode) {
+    for (mode, pipe) in [
+        (Mode::Latency, Pipe::Relay),
+        (Mode::Latency, Pipe::Nats),
+        (Mode::Ceiling, Pipe::Ceiling),
+    ] {
+        if !opts.runs(mode) || (pipe == Pipe::Nats && !nats) {
             continue;
         }
         progress(&format!(

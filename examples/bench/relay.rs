@@ -35,6 +35,8 @@ pub struct RelayConfig {
     pub timeout: &'static str,
     /// `[outbox] retry` initial and max.
     pub retry: (&'static str, &'static str),
+    /// `[outbox] backend = "nats"` on this server; sled when `None`.
+    pub nats_url: Option<String>,
 }
 
 impl RelayConfig {
@@ -50,7 +52,7 @@ reconnect = {{ initial = "100ms", max = "1s" }}
 [outbox]
 path = {outbox:?}
 retry = {{ initial = "{ri}", max = "{rm}" }}
-
+{nats}
 [server]
 listen = "{server}"
 "#,
@@ -59,6 +61,10 @@ listen = "{server}"
             ri = self.retry.0,
             rm = self.retry.1,
             server = self.server,
+            // ack_wait: the contract's default, twice the bench's 10 s timeout and more.
+            nats = self.nats_url.as_ref().map_or(String::new(), |url| format!(
+                "backend = \"nats\"\n[outbox.nats]\nurls = [\"{url}\"]\nack_wait = \"30s\"\n"
+            )),
         );
         for t in &self.targets {
             s.push_str(&format!(
@@ -89,6 +95,8 @@ pub async fn free_port() -> anyhow::Result<SocketAddr> {
 }
 
 pub struct RelayProcess {
+    /// The JetStream server of a nats-backend run, stopped with the relay.
+    pub nats: Option<super::nats::NatsServer>,
     child: Child,
     pid: u32,
     log: PathBuf,
@@ -120,6 +128,7 @@ impl RelayProcess {
             .id()
             .ok_or_else(|| anyhow!("the relay exited at once"))?;
         Ok(RelayProcess {
+            nats: None,
             child,
             pid,
             log,

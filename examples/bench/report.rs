@@ -235,7 +235,56 @@ impl Report {
                 30_000.0,
             );
         }
-        let throughput_rss = self.throughput.iter().filter_map(|t| t.peak_rss_kib).max();
+        // The nats backend (issue 10): against sled measured in the same run.
+        if let Some(n) = self.throughput_of(Pipe::Nats, 1) {
+            push(
+                "nats backend: throughput, 1 target".into(),
+                n.deliveries_per_s,
+                "deliveries/s",
+                ">=",
+                10_000.0,
+            );
+            if let Some(s) = self.throughput_of(Pipe::Relay, 1) {
+                push(
+                    "nats backend / sled, 1 target".into(),
+                    n.deliveries_per_s / s.deliveries_per_s,
+                    "",
+                    ">=",
+                    0.5,
+                );
+            }
+            if let Some(kib) = n.peak_rss_kib {
+                push(
+                    "nats backend: peak RSS, throughput".into(),
+                    kib as f64 / MIB,
+                    "MiB",
+                    "<=",
+                    40.0,
+                );
+            }
+        }
+        if let Some(l) = self.latency.iter().find(|l| l.pipeline == Pipe::Nats) {
+            push(
+                format!("nats backend: added latency p50 at {}/s", l.rate),
+                l.p50_ms,
+                "ms",
+                "<=",
+                2.0,
+            );
+            push(
+                format!("nats backend: added latency p99 at {}/s", l.rate),
+                l.p99_ms,
+                "ms",
+                "<=",
+                5.0,
+            );
+        }
+        let throughput_rss = self
+            .throughput
+            .iter()
+            .filter(|t| t.pipeline == Pipe::Relay)
+            .filter_map(|t| t.peak_rss_kib)
+            .max();
         if let Some(kib) = throughput_rss {
             push(
                 "peak RSS, throughput runs".into(),

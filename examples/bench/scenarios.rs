@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::Options;
 use super::ceiling::{self, ForwardStats};
+use super::nats::NatsServer;
 use super::receiver::{Receiver, Tally};
 use super::relay::{self, BlackHole, RelayConfig, RelayProcess, TargetSpec};
 use super::stream::{Feed, StreamServer, nanos};
@@ -32,7 +33,11 @@ const STOP_DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pipe {
+    /// The relay with its default outbox (sled).
     Relay,
+    /// The relay with `[outbox] backend = "nats"` on a local JetStream server.
+    Nats,
+    /// The in-process forwarder, no disk.
     Ceiling,
 }
 
@@ -40,6 +45,7 @@ impl Pipe {
     pub fn name(self) -> &'static str {
         match self {
             Pipe::Relay => "relay",
+            Pipe::Nats => "nats",
             Pipe::Ceiling => "ceiling",
         }
     }
@@ -272,6 +278,7 @@ impl<'a> Bench<'a> {
             concurrency: self.opts.concurrency,
             timeout: "10s",
             retry: RETRY,
+            nats_url: None,
         }
     }
 
@@ -283,13 +290,19 @@ impl<'a> Bench<'a> {
         targets: Vec<TargetSpec>,
     ) -> anyhow::Result<Running> {
         Ok(match pipe {
-            Pipe::Relay => {
+            Pipe::Relay | Pipe::Nats => {
                 let dir = self.dir(label)?;
-                let config =
+                let mut config =
                     self.relay_config(&dir, stream.url(), relay::free_port().await?, targets);
-                Running::Relay(Box::new(
-                    RelayProcess::spawn(&self.opts.relay, &dir, &config).await?,
-                ))
+                let nats = match (pipe, &self.opts.nats_server) {
+                    (Pipe::Nats, Some(bin)) => Some(NatsServer::start(bin, &dir).await?),
+                    (Pipe::Nats, None) => bail!("the nats runs need --nats-server"),
+                    _ => None,
+                };
+                config.nats_url = nats.as_ref().map(|n| n.url.clone());
+                let mut relay = RelayProcess::spawn(&self.opts.relay, &dir, &config).await?;
+                relay.nats = nats;
+                Running::Relay(Box::new(relay))
             }
             Pipe::Ceiling => {
                 let stats = Arc::new(ForwardStats::default());
@@ -372,7 +385,7 @@ impl<'a> Bench<'a> {
             let run_duplicates = t.duplicates.load(Ordering::Acquire);
             duplicates += run_duplicates;
             bad += t.bad.load(Ordering::Acquire);
-            if pipe == Pipe::Relay {
+            if pipe != Pipe::Ceiling {
                 let with_id = t.with_webhook_id.load(Ordering::Acquire);
                 missing_id += (t.unique() + run_duplicates).saturating_sub(with_id);
             }

@@ -317,10 +317,11 @@ pub enum TargetKind {
     Telegram(TelegramOptions),
     Teams(TeamsOptions),
     Http(HttpOptions),
+    Nats(NatsTargetOptions),
 }
 
 impl TargetKind {
-    /// Its `type` in the config: `slack`, `discord`, `telegram`, `teams`, `http`.
+    /// Its `type` in the config: `slack`, `discord`, `telegram`, `teams`, `http`, `nats`.
     pub fn name(&self) -> &'static str {
         schema::Kind::of(self).name()
     }
@@ -410,6 +411,18 @@ impl Default for ChatId {
 pub struct TeamsOptions {
     /// The card's main text (Adaptive Card markdown), replacing the tweet text.
     pub template: Option<Template>,
+}
+
+/// `[targets.NAME]` with `type = "nats"`: deliveries published into JetStream.
+#[derive(Debug, Clone)]
+pub struct NatsTargetOptions {
+    /// Where each delivery is published. A JetStream stream must capture it.
+    pub subject: String,
+    /// The target's own `urls`, or `[outbox.nats]`'s when it has none.
+    pub urls: Vec<NatsUrl>,
+    /// The target's own credentials, token or user/password; with no `urls` of its
+    /// own, `[outbox.nats]`'s.
+    pub auth: NatsAuth,
 }
 
 #[derive(Debug, Clone)]

@@ -21,9 +21,9 @@ use super::network;
 use super::values::{self, Invalid};
 use super::{
     Burst, ChatId, Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, Jinja, NatsAuth,
-    NatsConfig, NatsUrl, OutboxBackend, OutboxConfig, RateLimit, ReconnectConfig, RetryPolicy,
-    RouteConfig, ServerConfig, SlackOptions, SourceConfig, TargetConfig, TargetKind, TeamsOptions,
-    TelegramOptions, Template, TemplatePart,
+    NatsConfig, NatsTargetOptions, NatsUrl, OutboxBackend, OutboxConfig, RateLimit,
+    ReconnectConfig, RetryPolicy, RouteConfig, ServerConfig, SlackOptions, SourceConfig,
+    TargetConfig, TargetKind, TeamsOptions, TelegramOptions, Template, TemplatePart,
 };
 use crate::jinja;
 use crate::secret::{Secret, SecretUrl};
@@ -114,6 +114,14 @@ const HTTP_KEYS: &[&str] = &[
     "body_template",
     "content_type",
 ];
+const NATS_TARGET_KEYS: &[&str] = &[
+    "subject",
+    "urls",
+    "credentials",
+    "token",
+    "user",
+    "password",
+];
 const ROUTE_KEYS: &[&str] = &[
     "name", "monitors", "authors", "text", "events", "where", "unless", "targets", "stop",
 ];
@@ -160,7 +168,13 @@ pub(crate) fn build(doc: &Spanned<DeTable<'_>>, path: &Path, env: Env) -> Result
     let source = source(&section(&root, "source")?, &tls, env)?;
     let outbox = outbox(&section(&root, "outbox")?, env)?;
     let server = root.opt("server", |item| server(&item.table()?, env))?;
-    let targets = targets(&section(&root, "targets")?, &outbox.retry, &tls, env)?;
+    let targets = targets(
+        &section(&root, "targets")?,
+        &outbox.retry,
+        outbox.nats.as_ref(),
+        &tls,
+        env,
+    )?;
     check_ack_wait(&root, &outbox, &targets)?;
     let routes = match root.get("routes") {
         Some(item) => routes(item, &targets, env)?,
@@ -305,11 +319,25 @@ fn nats(t: &Table, env: Env) -> Result<NatsConfig, Problem> {
             .filter(|n| (1..=5).contains(n))
             .ok_or_else(|| item.problem("must be a whole number from 1 to 5 (JetStream's limit)"))
     })?;
+    let auth = nats_auth(t, env)?;
+    let ack_wait = t.opt("ack_wait", |item| duration(item, env))?;
+    Ok(NatsConfig {
+        urls,
+        stream: stream.unwrap_or_else(|| DEFAULT_NATS_STREAM.to_owned()),
+        replicas: replicas.unwrap_or(1),
+        auth,
+        ack_wait: ack_wait.unwrap_or(DEFAULT_ACK_WAIT),
+    })
+}
+
+/// `credentials`, `token` or `user` + `password` (at most one way), in `[outbox.nats]`
+/// or a nats target.
+fn nats_auth(t: &Table, env: Env) -> Result<NatsAuth, Problem> {
     let credentials = t.opt("credentials", |item| non_empty(item, env))?;
     let token = t.opt("token", |item| secret(item, env))?;
     let user = t.opt("user", |item| non_empty(item, env))?;
     let password = t.opt("password", |item| secret(item, env))?;
-    let auth = match (credentials, token, user, password) {
+    Ok(match (credentials, token, user, password) {
         (None, None, None, None) => NatsAuth::None,
         (Some(path), None, None, None) => NatsAuth::Credentials(PathBuf::from(path)),
         (None, Some(token), None, None) => NatsAuth::Token(Secret::new(token)),
@@ -339,14 +367,6 @@ fn nats(t: &Table, env: Env) -> Result<NatsConfig, Problem> {
                 "give one way to authenticate: `credentials`, `token`, or `user` + `password`",
             ));
         }
-    };
-    let ack_wait = t.opt("ack_wait", |item| duration(item, env))?;
-    Ok(NatsConfig {
-        urls,
-        stream: stream.unwrap_or_else(|| DEFAULT_NATS_STREAM.to_owned()),
-        replicas: replicas.unwrap_or(1),
-        auth,
-        ack_wait: ack_wait.unwrap_or(DEFAULT_ACK_WAIT),
     })
 }
 
@@ -491,6 +511,7 @@ fn server(t: &Table, env: Env) -> Result<ServerConfig, Problem> {
 fn targets(
     t: &Table,
     outbox_retry: &RetryPolicy,
+    outbox_nats: Option<&NatsConfig>,
     tls: &[CaFile],
     env: Env,
 ) -> Result<Vec<TargetConfig>, Problem> {
@@ -501,7 +522,7 @@ fn targets(
                     "target names may use only letters, digits, `_`, `.` and `-` (they become storage keys)",
                 ));
             }
-            target(name, &item.table()?, outbox_retry, tls, env)
+            target(name, &item.table()?, outbox_retry, outbox_nats, tls, env)
         })
         .collect()
 }
@@ -514,15 +535,17 @@ pub(super) enum Kind {
     Telegram,
     Teams,
     Http,
+    Nats,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 6] = [
         Kind::Slack,
         Kind::Discord,
         Kind::Telegram,
         Kind::Teams,
         Kind::Http,
+        Kind::Nats,
     ];
 
     /// The kind of a built target: the other direction of [`Kind::name`].
@@ -533,6 +556,7 @@ impl Kind {
             TargetKind::Telegram(_) => Kind::Telegram,
             TargetKind::Teams(_) => Kind::Teams,
             TargetKind::Http(_) => Kind::Http,
+            TargetKind::Nats(_) => Kind::Nats,
         }
     }
 
@@ -544,6 +568,7 @@ impl Kind {
             Kind::Telegram => "telegram",
             Kind::Teams => "teams",
             Kind::Http => "http",
+            Kind::Nats => "nats",
         }
     }
 
@@ -554,6 +579,7 @@ impl Kind {
             Kind::Telegram => TELEGRAM_KEYS,
             Kind::Teams => TEAMS_KEYS,
             Kind::Http => HTTP_KEYS,
+            Kind::Nats => NATS_TARGET_KEYS,
         }
     }
 
@@ -570,10 +596,14 @@ fn target(
     name: &str,
     t: &Table,
     outbox_retry: &RetryPolicy,
+    outbox_nats: Option<&NatsConfig>,
     global_tls: &[CaFile],
     env: Env,
 ) -> Result<TargetConfig, Problem> {
-    let type_item = t.require("type", "`slack`, `discord`, `telegram`, `teams` or `http`")?;
+    let type_item = t.require(
+        "type",
+        "`slack`, `discord`, `telegram`, `teams`, `http` or `nats`",
+    )?;
     let kinds = Kind::ALL.map(|k| (k.name(), k));
     let kind = parse(type_item, env, |s| values::choice(s, "target type", &kinds))?;
     for (key, item) in t.entries() {
@@ -583,6 +613,11 @@ fn target(
         if kind == Kind::Telegram && key == "url" {
             return Err(item.key_problem(
                 "a telegram target has no url: set `bot_token` and `chat_id` (and `api_url` for a Bot API server of your own)",
+            ));
+        }
+        if kind == Kind::Nats && key == "url" {
+            return Err(item.key_problem(
+                "a nats target has no url: set `subject`, and `urls` = [\"nats://host:4222\"] unless it uses [outbox.nats]'s servers",
             ));
         }
         let takers: Vec<&str> = Kind::ALL
@@ -605,8 +640,13 @@ fn target(
         return Err(unknown_key(item, key, &valid));
     }
 
-    let url = match kind {
-        Kind::Telegram => telegram_url(t, env)?,
+    let nats_target = match kind {
+        Kind::Nats => Some(nats_target(t, outbox_nats, env)?),
+        _ => None,
+    };
+    let url = match (kind, &nats_target) {
+        (Kind::Telegram, _) => telegram_url(t, env)?,
+        (Kind::Nats, Some(opts)) => nats_target_url(opts),
         _ => SecretUrl::new(parse(
             t.require("url", "the endpoint to deliver to")?,
             env,
@@ -675,9 +715,15 @@ fn target(
             DedupeMode::Tweet,
         ),
         Kind::Http => (TargetKind::Http(http(t, env)?), 4, None, DedupeMode::Event),
+        Kind::Nats => (
+            TargetKind::Nats(nats_target.expect("read above for a nats target")),
+            4,
+            None,
+            DedupeMode::Event,
+        ),
     };
     let burst = match kind {
-        TargetKind::Http(_) => Burst::default(),
+        TargetKind::Http(_) | TargetKind::Nats(_) => Burst::default(),
         _ => burst::burst(t, env, t.get("concurrency").zip(concurrency))?,
     };
     let mut tls = global_tls.to_vec();
@@ -832,6 +878,73 @@ fn telegram(t: &Table, env: Env) -> Result<TelegramOptions, Problem> {
             .unwrap_or(false),
         template: t.opt("template", |item| chat_template(item, env))?,
     })
+}
+
+/// A nats target's subject, servers and credentials. With no `urls` of its own it
+/// publishes to `[outbox.nats]`'s servers with their credentials.
+fn nats_target(
+    t: &Table,
+    outbox_nats: Option<&NatsConfig>,
+    env: Env,
+) -> Result<NatsTargetOptions, Problem> {
+    let item = t.require("subject", "the NATS subject to publish each delivery to")?;
+    let subject = item.string(env)?;
+    if !values::is_nats_subject(&subject) {
+        return Err(item.problem(
+            "must be a NATS subject to publish to: tokens of letters, digits, `_` and `-` separated by `.` (no spaces, no `*` or `>` wildcards)",
+        ));
+    }
+    let own_auth = nats_auth(t, env)?;
+    match t.get("urls") {
+        Some(urls_item) => {
+            let mut urls = Vec::new();
+            for (item, url) in urls_item.strings(env)? {
+                urls.push(nats_url(&item, &url)?);
+            }
+            if urls.is_empty() {
+                return Err(urls_item.problem("must name at least one server"));
+            }
+            Ok(NatsTargetOptions {
+                subject,
+                urls,
+                auth: own_auth,
+            })
+        }
+        None => {
+            let Some(outbox) = outbox_nats else {
+                return Err(item.key_problem(
+                    "a nats target needs `urls` = [\"nats://host:4222\"] (or [outbox] backend = \"nats\", whose servers it then uses)",
+                ));
+            };
+            if !matches!(own_auth, NatsAuth::None) {
+                let key = ["credentials", "token", "user", "password"]
+                    .into_iter()
+                    .find_map(|k| t.get(k))
+                    .expect("some credential was given");
+                return Err(key.key_problem(
+                    "credentials of its own need `urls` of its own: without `urls` a nats target uses [outbox.nats]'s servers and credentials",
+                ));
+            }
+            Ok(NatsTargetOptions {
+                subject,
+                urls: outbox.urls.clone(),
+                auth: outbox.auth.clone(),
+            })
+        }
+    }
+}
+
+/// What a nats target prints as its URL (and `route` shows): the first server and the
+/// subject, `nats://host:4222/subject`, without user info.
+fn nats_target_url(opts: &NatsTargetOptions) -> SecretUrl {
+    let first = opts.urls[0].0.expose();
+    let mut url = reqwest::Url::parse(first).expect("nats_url checked it parses");
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_path(&opts.subject);
+    url.set_query(None);
+    let shown = format!("{}/{}", opts.urls[0].redacted(), opts.subject);
+    SecretUrl::with_redacted(url, shown)
 }
 
 fn http(t: &Table, env: Env) -> Result<HttpOptions, Problem> {

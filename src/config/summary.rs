@@ -199,6 +199,11 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
                 options.push("custom template".to_owned());
             }
         }
+        TargetKind::Nats(o) => {
+            options.push(format!("subject {}", o.subject));
+            let urls: Vec<String> = o.urls.iter().map(|u| u.redacted()).collect();
+            options.push(format!("servers {}", urls.join(",")));
+        }
         TargetKind::Http(o) => {
             options.push(
                 match o.method {

@@ -899,11 +899,11 @@ fn options_of_another_target_type_are_named_as_such() {
 fn target_errors() {
     assert_eq!(
         error("[targets.t]\ntype = \"slak\"\n"),
-        "relay.toml:2:8: targets.t.type: unknown target type: expected `slack`, `discord`, `telegram`, `teams` or `http` (did you mean `slack`?)"
+        "relay.toml:2:8: targets.t.type: unknown target type: expected `slack`, `discord`, `telegram`, `teams`, `http` or `nats` (did you mean `slack`?)"
     );
     assert_eq!(
         error("[targets.t]\nurl = \"https://x.example/\"\n"),
-        "relay.toml:1:1: targets.t.type: missing required key (`slack`, `discord`, `telegram`, `teams` or `http`)"
+        "relay.toml:1:1: targets.t.type: missing required key (`slack`, `discord`, `telegram`, `teams`, `http` or `nats`)"
     );
     assert_eq!(
         error("[targets.t]\ntype = \"http\"\n"),
@@ -1953,5 +1953,86 @@ fn digest_and_stale_mistakes_are_config_errors() {
     assert_eq!(
         error(&slack_target("digest = { max = 5 }\nconcurrency = 2\n")),
         "relay.toml:5:15: targets.t.concurrency: must be 1 on a target with `digest` or `stale`: such a target sends one message at a time and folds what waits behind it"
+    );
+}
+
+fn nats_target(extra: &str) -> String {
+    format!("[targets.t]\ntype = \"nats\"\nsubject = \"tweets.detected\"\n{extra}")
+}
+
+#[test]
+fn a_nats_target_publishes_to_its_own_servers_with_its_own_secrets() {
+    let c = parse(&nats_target(
+        "urls = [\"nats://bus:4222\", \"tls://bus-2:4222\"]\ntoken = \"${WORKFLOW_TOKEN}\"\n",
+    ));
+    let t = &c.targets[0];
+    let TargetKind::Nats(o) = &t.kind else {
+        panic!("{:?}", t.kind)
+    };
+    assert_eq!(o.subject, "tweets.detected");
+    assert_eq!(o.urls.len(), 2);
+    assert_eq!(o.auth, NatsAuth::Token(Secret::new(WORKFLOW_TOKEN)));
+    assert_eq!(t.url.redacted(), "nats://bus:4222/tweets.detected");
+    // The contract's defaults for nats targets: 4 in flight, no rate limit, each event once.
+    assert_eq!(
+        (t.concurrency, t.rate_limit, t.dedupe),
+        (4, None, DedupeMode::Event)
+    );
+    assert_no_secret(&format!("{t:?}"));
+    assert_no_secret(&c.summary());
+}
+
+#[test]
+fn a_nats_target_without_urls_uses_the_outbox_servers_and_credentials() {
+    let c = parse(&format!(
+        "{}{}",
+        nats_outbox(
+            "urls = [\"nats://n1:4222\"]\nuser = \"relay\"\npassword = \"${WORKFLOW_TOKEN}\"\n"
+        ),
+        nats_target("")
+    ));
+    let TargetKind::Nats(o) = &c.targets[0].kind else {
+        panic!()
+    };
+    assert_eq!(o.urls, c.outbox.nats.as_ref().unwrap().urls);
+    assert_eq!(o.auth, c.outbox.nats.as_ref().unwrap().auth);
+}
+
+#[test]
+fn nats_target_mistakes_are_config_errors() {
+    assert_eq!(
+        error(&nats_target("")),
+        "relay.toml:3:1: targets.t.subject: a nats target needs `urls` = [\"nats://host:4222\"] (or [outbox] backend = \"nats\", whose servers it then uses)"
+    );
+    for bad in ["tweets.*", "tweets.>", "two words", "trailing.", ""] {
+        let text = format!(
+            "[targets.t]\ntype = \"nats\"\nsubject = \"{bad}\"\nurls = [\"nats://n:4222\"]\n"
+        );
+        assert!(
+            error(&text).contains("must be a NATS subject to publish to"),
+            "{bad:?}: {}",
+            error(&text)
+        );
+    }
+    assert_eq!(
+        error(&nats_target("url = \"nats://n:4222\"\n")),
+        "relay.toml:4:1: targets.t.url: a nats target has no url: set `subject`, and `urls` = [\"nats://host:4222\"] unless it uses [outbox.nats]'s servers"
+    );
+    assert_eq!(
+        error(&format!(
+            "{}{}",
+            nats_outbox("urls = [\"nats://n1:4222\"]\n"),
+            nats_target("token = \"x\"\n")
+        )),
+        "relay.toml:8:1: targets.t.token: credentials of its own need `urls` of its own: without `urls` a nats target uses [outbox.nats]'s servers and credentials"
+    );
+    assert!(
+        error(&nats_target("urls = [\"http://n:4222\"]\n")).contains("expected a NATS server URL")
+    );
+    assert!(
+        error(&nats_target(
+            "urls = [\"nats://n:4222\"]\ndigest = { max = 5 }\n"
+        ))
+        .contains("not valid for a nats target")
     );
 }

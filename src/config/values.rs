@@ -161,6 +161,20 @@ pub(crate) fn is_telegram_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }
 
+/// A subject to publish to: `.`-separated tokens of letters, digits, `_` and `-` (what
+/// NATS accepts for a published subject, less the characters that are trouble in a
+/// stream's filter: no wildcard, no space).
+pub(crate) fn is_nats_subject(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.split('.').all(|token| {
+            !token.is_empty()
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        })
+}
+
 /// Target names become storage keys in the outbox, so they are kept to `[A-Za-z0-9_.-]+`.
 pub(crate) fn is_target_name(name: &str) -> bool {
     !name.is_empty()

@@ -26,6 +26,7 @@ pub(crate) mod sled;
 
 pub(crate) use fsync::Synced;
 pub(crate) use inbox::{Inbox, run_intake};
+pub(crate) use nats::client_options as nats_client_options;
 
 #[cfg(test)]
 pub(crate) mod memory;

@@ -35,7 +35,7 @@ pub(crate) fn render(
         HttpMethod::Post => reqwest::Method::POST,
         HttpMethod::Put => reqwest::Method::PUT,
     };
-    let mut headers = HeaderMap::new();
+    let mut headers = webhook_headers(delivery_id, timestamp);
     let body = match &opts.body_template {
         None => event.clone(),
         Some(template) => {
@@ -46,12 +46,6 @@ pub(crate) fn render(
             Bytes::from(render_body(template, event)?)
         }
     };
-    let id = HeaderValue::from_str(delivery_id).expect("delivery ids are ASCII");
-    headers.insert(HeaderName::from_static("webhook-id"), id);
-    headers.insert(
-        HeaderName::from_static("webhook-timestamp"),
-        HeaderValue::from(timestamp),
-    );
     if let Some(key) = &opts.signing_key {
         let sig = sign(&key.0, delivery_id, timestamp, &body);
         headers.insert(
@@ -80,6 +74,19 @@ pub(crate) fn render_body(template: &Jinja, event: &Bytes) -> Result<String, Ren
         )));
     }
     Ok(body)
+}
+
+/// `webhook-id` and `webhook-timestamp`, as Standard Webhooks has them (also on what a
+/// nats target publishes).
+pub(crate) fn webhook_headers(delivery_id: &str, timestamp: u64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let id = HeaderValue::from_str(delivery_id).expect("delivery ids are ASCII");
+    headers.insert(HeaderName::from_static("webhook-id"), id);
+    headers.insert(
+        HeaderName::from_static("webhook-timestamp"),
+        HeaderValue::from(timestamp),
+    );
+    headers
 }
 
 /// The value of `webhook-signature` for one request.

@@ -13,6 +13,7 @@ mod chat;
 pub(crate) mod digest;
 pub mod discord;
 pub mod http;
+mod nats;
 pub mod slack;
 pub mod teams;
 pub mod telegram;
@@ -110,6 +111,8 @@ pub struct RenderError(pub(crate) String);
 enum Client {
     /// Over the network, connections reused per target.
     Http(reqwest::Client),
+    /// Published into JetStream (a nats target), connected on first use.
+    Nats(Box<nats::Publisher>),
     /// Answered by a script (unit tests).
     #[cfg(test)]
     Scripted(Arc<Script>),
@@ -153,6 +156,15 @@ impl std::fmt::Debug for Target {
 
 impl Target {
     pub fn new(config: TargetConfig) -> Result<Target, reqwest::Error> {
+        if let TargetKind::Nats(opts) = &config.kind {
+            return Ok(Target {
+                limiter: RateLimiter::new(config.rate_limit),
+                client: Client::Nats(Box::new(nats::Publisher::new(&config, opts))),
+                config,
+                base_headers: HeaderMap::new(),
+                gone: AtomicBool::new(false),
+            });
+        }
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .timeout(config.timeout)
@@ -221,6 +233,12 @@ impl Target {
             TargetKind::Discord(opts) => discord::render(opts, url, &parse_object(event)?)?,
             TargetKind::Telegram(opts) => telegram::render(opts, url, &parse_object(event)?)?,
             TargetKind::Teams(opts) => teams::render(opts, url, &parse_object(event)?)?,
+            TargetKind::Nats(_) => (
+                reqwest::Method::from_bytes(b"PUBLISH").expect("a valid method token"),
+                url.clone(),
+                event.clone(),
+                http::webhook_headers(delivery_id, timestamp),
+            ),
         };
         Ok(self.finish(rendered))
     }
@@ -263,8 +281,11 @@ impl Target {
             TargetKind::Teams(_) => {
                 post_json(url.clone(), &teams::digest_payload(heading, &events))?
             }
-            TargetKind::Http(_) => {
-                return Err(RenderError("an http target cannot fold deliveries".into()));
+            TargetKind::Http(_) | TargetKind::Nats(_) => {
+                return Err(RenderError(format!(
+                    "{} target cannot fold deliveries",
+                    self.config.kind.name()
+                )));
             }
         };
         Ok(self.finish(rendered))
@@ -273,7 +294,7 @@ impl Target {
     /// What this target's platform makes of an answer.
     fn interpret(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Reply {
         match &self.config.kind {
-            TargetKind::Http(_) => Reply::from_status(status, headers),
+            TargetKind::Http(_) | TargetKind::Nats(_) => Reply::from_status(status, headers),
             TargetKind::Slack(_) => slack::interpret(status, headers, body),
             TargetKind::Discord(_) => discord::interpret(status, headers, body),
             TargetKind::Telegram(_) => telegram::interpret(status, headers, body),
@@ -295,11 +316,11 @@ impl Target {
     }
 
     /// Send a request and read the answer: status, headers and the body's first KiB.
-    // Outside tests `Client` has one variant; the `match` is for when it has two.
-    #[allow(clippy::infallible_destructuring_match)]
     async fn exchange(&self, request: Request) -> Result<(u16, HeaderMap, Vec<u8>), Failure> {
         let client = match &self.client {
             Client::Http(client) => client,
+            // `send` publishes a nats target's requests itself.
+            Client::Nats(_) => return Err(Failure::Internal),
             #[cfg(test)]
             Client::Scripted(script) => return script(request).await,
         };
@@ -331,6 +352,11 @@ impl Target {
     /// Send one request, read the answer and judge it; what the answer says about the
     /// target as a whole (a pause, a deleted webhook) is applied here.
     pub(crate) async fn send(&self, request: Request) -> Outcome {
+        if let Client::Nats(publisher) = &self.client {
+            let outcome = publisher.publish(request).await;
+            self.limiter.answered();
+            return outcome;
+        }
         let started = tokio::time::Instant::now();
         let exchanged = self.exchange(request).await;
         // An answer came (or the attempt ended): a one-per-period limit counts from here.

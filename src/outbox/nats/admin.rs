@@ -57,7 +57,7 @@ impl NatsAdmin {
             .build()
             .map_err(failed)?;
         let js = runtime.block_on(async {
-            let options = super::connect::options(&nats)
+            let options = super::connect::client_options(&nats.auth)
                 .await
                 .map_err(|e| failed(format!("{e:#}")))?;
             let urls: Vec<String> = nats.urls.iter().map(|u| u.0.expose().to_owned()).collect();

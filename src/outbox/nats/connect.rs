@@ -27,7 +27,7 @@ pub(super) async fn connect(
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<async_nats::Client> {
     // A credentials file that cannot be read is a config problem: say so before waiting.
-    options(config).await?;
+    client_options(&config.auth).await?;
     let mut delay = Duration::from_millis(250);
     loop {
         match try_connect(config, connected.clone(), metrics.clone()).await {
@@ -68,16 +68,17 @@ fn is_config_problem(kind: ConnectErrorKind) -> bool {
     )
 }
 
-/// The connect options from the config, with the connection watch as event callback.
-pub(super) async fn options(config: &NatsConfig) -> anyhow::Result<ConnectOptions> {
+/// The connect options for `auth` (of `[outbox.nats]` or of a nats target): the
+/// credentials, and reconnecting for ever once connected.
+pub(crate) async fn client_options(auth: &NatsAuth) -> anyhow::Result<ConnectOptions> {
     let options =
-        match &config.auth {
+        match auth {
             NatsAuth::None => ConnectOptions::new(),
             NatsAuth::Credentials(path) => ConnectOptions::with_credentials_file(path)
                 .await
                 .map_err(|e| {
                     UsageError(format!(
-                        "[outbox.nats] credentials: cannot read the credentials file {}: {e}",
+                        "NATS credentials: cannot read the credentials file {}: {e}",
                         path.display()
                     ))
                 })?,
@@ -97,7 +98,7 @@ async fn try_connect(
     connected: watch::Sender<bool>,
     metrics: Arc<Metrics>,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
-    let options = match options(config).await {
+    let options = match client_options(&config.auth).await {
         Ok(o) => o,
         Err(e) => {
             // Only an unreadable credentials file fails here: report it as a config error.

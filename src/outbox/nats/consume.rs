@@ -1,6 +1,13 @@
 //! A target's deliveries: one durable pull consumer per target, shared by every
 //! replica. Each message handed to the worker carries its [`NatsHandle`], which acks or
 //! NAKs it, and sends in-progress signals every `ack_wait / 3` while the worker holds it.
+//!
+//! The consumer pins one client (JetStream 2.11's pinned-client priority group): the
+//! server hands a target's deliveries to one replica only, while the others wait on
+//! standby. So the target's `rate_limit` and a `Retry-After` pause, which a replica
+//! keeps in memory, hold for the target as a whole. When the pinned replica dies (stops
+//! pulling for `ack_wait`), the pin moves to a standby replica, which also takes over the
+//! deliveries the dead one held once their `ack_wait` runs out.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +51,9 @@ impl Queue for NatsQueue {
     }
 }
 
+/// The priority group every replica pulls a target's consumer in.
+const GROUP: &str = "relay";
+
 /// The consumer of a target, created or brought up to date.
 async fn ensure_consumer(
     s: &Shared,
@@ -66,6 +76,10 @@ async fn ensure_consumer(
         // Dead letters are the relay's decision: never the server's.
         max_deliver: -1,
         deliver_policy: consumer::DeliverPolicy::All,
+        priority_policy: consumer::PriorityPolicy::PinnedClient,
+        priority_groups: vec![GROUP.to_owned()],
+        // A dead replica's pin moves after this; its deliveries after `ack_wait` too.
+        priority_timeout: s.config.ack_wait,
         ..Default::default()
     };
     stream
@@ -93,11 +107,16 @@ async fn pull(s: Arc<Shared>, target: usize, tx: mpsc::Sender<Delivery<NatsHandl
                 continue;
             }
         };
+        // Pull requests renew well within `priority_timeout`, so a live replica keeps
+        // its pin between them.
+        let expires =
+            (s.config.ack_wait / 3).clamp(Duration::from_secs(1), Duration::from_secs(30));
         let mut messages = match consumer
             .stream()
+            .group(GROUP)
             .max_messages_per_batch(concurrency)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
+            .heartbeat(expires / 2)
+            .expires(expires)
             .messages()
             .await
         {

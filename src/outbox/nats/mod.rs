@@ -61,6 +61,7 @@ use async_nats::jetstream;
 use tokio::sync::{Notify, watch};
 
 pub(crate) use self::admin::NatsAdmin;
+pub(crate) use self::connect::client_options;
 use self::consume::{NatsHandle, NatsQueue};
 use self::names::Names;
 use self::spool::Spool;

@@ -478,11 +478,26 @@ impl Store {
 
 /// Open sled with a capped cache. sled reports a damaged store as an error (or, for
 /// some corruptions, panics inside recovery): both become [`OutboxError::Corrupt`].
+/// How long opening waits for this process's previous sled instance to release its lock.
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn open_sled(path: &Path) -> Result<sled::Db, OutboxError> {
     let config = sled::Config::new()
         .path(path.join("db"))
         .cache_capacity(CACHE_BYTES);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+    let open = || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+    let mut result = open();
+    // The store's own lock is held, so no other process or store has these files: a
+    // sled lock still taken is this process's previous `Db` (a reopen after a full
+    // disk, a store just dropped) whose background flusher has not let go yet. It
+    // does within its flush interval.
+    let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
+    while matches!(&result, Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock"))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        result = open();
+    }
     match result {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::PermissionDenied => {
