@@ -117,6 +117,25 @@ for i, tpl in enumerate(TEMPLATES):
         if (len(tpl) + len(dumps(e))) % 2 == 0 or e is CONTRACT_EVENT:
             write("chat", tpl + "\n" + dumps(e))
     write("chat", tpl + "\n" + dumps(EVENTS[2]))
+# MiniJinja templates, and bare expressions (which the entry point also renders as
+# `{{ line }}` and inside a JSON body_template), on an event with a nested tweet_data.
+DATA_EVENT = dict(CONTRACT_EVENT, tweet_text=HOSTILE_TEXT, tweet_data={
+    "lang": "<!channel>", "is_retweet": False,
+    "author": {"name": "@here", "followers_count": 1200},
+    "entities": {"mentions": ["<@U999>", "@everyone"], "urls": ["[x](https://evil.example)"]}})
+JINJA_TEMPLATES = [
+    "{{ author_username }}: {{ tweet_text }}",
+    "{% if tweet_data.lang %}[{{ tweet_data.lang | upper }}] {% endif %}{{ tweet_text | truncate(80) }}",
+    "{% for m in tweet_data.entities.mentions %}{{ m }} {% endfor %}{{ tweet_data.author.followers_count | default(0) }}",
+    "{{ tweet_text | reverse }} {{ tweet_data | tojson }}",
+    "{{ tweet_text | safe }}", "{{ x | uppper }}", "{% for x in latency_ms %}{{ x }}{% endfor %}",
+    "tweet_text | reverse", "tweet_data | tojson", "tweet_text[0:10] ~ '@everyone'",
+    "tweet_text | truncate(5, end='<!here>')", "tweet_data.entities.mentions | join(' ')",
+    "missing.a.b | default('\"}, \"x\": 1')",
+]
+for tpl in JINJA_TEMPLATES:
+    write("chat", tpl + "\n" + dumps(DATA_EVENT))
+    write("chat", tpl + "\n" + dumps(CONTRACT_EVENT))
 
 # --- config -----------------------------------------------------------------------------
 ENV = ("SCRAPEBADGER_API_KEY=sk_live_APIKEY_7f3a\n"

@@ -59,7 +59,15 @@ pub fn route(config: &Config, raw: Vec<u8>, out: &mut dyn Write) -> anyhow::Resu
     for &i in &routing.targets {
         let t = &config.targets[i];
         let target = Target::new(t.clone()).context("cannot build the HTTP client")?;
-        let request = target.request("msg_dry_run", crate::target::unix_now(), event.raw())?;
+        let request = match target.request("msg_dry_run", crate::target::unix_now(), event.raw()) {
+            Ok(request) => request,
+            Err(e) => {
+                // One target's unrenderable event does not hide what the others get.
+                writeln!(out, "\n--- {} ({}): {e}", t.name, t.kind.name())?;
+                writeln!(out, "(the delivery would be dead-lettered)")?;
+                continue;
+            }
+        };
         writeln!(
             out,
             "\n--- {} ({}): {} {}",
@@ -68,10 +76,46 @@ pub fn route(config: &Config, raw: Vec<u8>, out: &mut dyn Write) -> anyhow::Resu
             request.method,
             crate::secret::redact_url(&request.url)
         )?;
+        if let Some(note) = template_note(&t.kind, event.raw()) {
+            writeln!(out, "{note}")?;
+        }
+        if let Some(content_type) = request
+            .headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+        {
+            writeln!(out, "content-type: {content_type}")?;
+        }
         out.write_all(&request.body)?;
         writeln!(out)?;
     }
     Ok(())
+}
+
+/// For a chat target whose MiniJinja template fails on this event, or renders nothing,
+/// why the body shows the default message instead (a run would log it once).
+fn template_note(kind: &crate::config::TargetKind, raw: &[u8]) -> Option<String> {
+    use crate::config::{TargetKind, TemplatePart};
+    let template = match kind {
+        TargetKind::Slack(o) => o.template.as_ref(),
+        TargetKind::Discord(o) => o.template.as_ref(),
+        TargetKind::Telegram(o) => o.template.as_ref(),
+        TargetKind::Teams(o) => o.template.as_ref(),
+        TargetKind::Http(_) | TargetKind::Nats(_) => None,
+    }?;
+    let [TemplatePart::Jinja(jinja)] = template.parts.as_slice() else {
+        return None;
+    };
+    let event: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw).ok()?;
+    match jinja.render(&event, crate::jinja::as_is) {
+        Err(e) => Some(format!(
+            "(the template failed on this event: {e}; the default message is sent)"
+        )),
+        Ok(text) if text.trim().is_empty() => Some(
+            "(the template rendered nothing for this event; the default message is sent)".into(),
+        ),
+        Ok(_) => None,
+    }
 }
 
 /// Open the store for an admin command, and check that `--target`, when given, names a

@@ -14,7 +14,7 @@
 //! | `retry_after`   | a `Retry-After` header value, or a Discord 429 body             |
 //! | `record`        | a stored outbox value                                           |
 //! | `routing`       | an event, routed by a fixed config and rendered for its targets |
-//! | `chat`          | a template line, then an event, rendered for Slack and Discord  |
+//! | `chat`          | a template line, then an event, rendered for every platform     |
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -380,6 +380,12 @@ fn check_routing(router: &Router, config: &Config, event: &Event) -> Vec<usize> 
 
 /// A template (the first line) and an event (the rest), rendered for Slack and Discord
 /// through the real config (the template compiled as `check` would) and payload code.
+///
+/// A line without braces is also tried as one MiniJinja expression, `{{ line }}`: every
+/// character of that output is a value, so none may ping (whatever filter, loop or
+/// slice the line applies). And inside the quotes of an http `body_template`
+/// (`{"t": "{{ line }}"}`): a body that renders must be JSON with that one key, so no
+/// value can end the string and inject keys.
 pub fn chat(data: &[u8]) {
     let (line, event) = match data.iter().position(|&b| b == b'\n') {
         Some(nl) => (&data[..nl], &data[nl + 1..]),
@@ -389,20 +395,103 @@ pub fn chat(data: &[u8]) {
     let Ok(map) = serde_json::from_slice::<Map<String, Value>>(event) else {
         return;
     };
+    let (slack_opts, discord_opts) = chat_options(&template);
+    let untemplated = slack_opts.template.is_none();
+    check_slack(&slack::payload(&map, &slack_opts), untemplated);
+    check_discord(&discord::payload(&map, &discord_opts), untemplated);
+
+    if template.contains(['{', '}']) {
+        return;
+    }
+    let wrapped = format!("{{{{ {template} }}}}");
+    let (slack_opts, discord_opts) = chat_options(&wrapped);
+    check_slack(&slack::payload(&map, &slack_opts), true);
+    check_discord(&discord::payload(&map, &discord_opts), true);
+    if let Some((telegram_opts, teams_opts)) = more_chat_options(&wrapped) {
+        check_telegram(&crate::target::telegram::payload(&map, &telegram_opts));
+        check_teams_values(&crate::target::teams::payload(&map, &teams_opts));
+    }
+    check_json_body(&format!("{{\"t\": \"{{{{ {template} }}}}\"}}"), event);
+}
+
+/// The options of a telegram and a teams target whose `template` is `template`, when
+/// `check` takes it.
+fn more_chat_options(
+    template: &str,
+) -> Option<(crate::config::TelegramOptions, crate::config::TeamsOptions)> {
+    let text = "[targets.t]\ntype = \"telegram\"\nbot_token = \"123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw\"\n\
+                chat_id = -1001234567890\ntemplate = \"${T}\"\n\
+                [targets.m]\ntype = \"teams\"\nurl = \"http://127.0.0.1:9/m\"\ntemplate = \"${T}\"\n";
+    let env = |name: &str| (name == "T").then(|| template.to_owned());
+    let config = Config::parse(text, Path::new("chat.toml"), &env).ok()?;
+    match (&config.targets[0].kind, &config.targets[1].kind) {
+        (TargetKind::Telegram(t), TargetKind::Teams(m)) => Some((t.clone(), m.clone())),
+        _ => unreachable!("the config names a telegram and a teams target"),
+    }
+}
+
+/// A Teams card whose template is one value: its markdown `TextBlock` has no markdown
+/// character that is not backslash-escaped (a `\` escapes the character after it).
+fn check_teams_values(body: &Value) {
+    let card = &body["attachments"][0]["content"];
+    assert!(card.pointer("/msteams/entities").is_none(), "no mentions");
+    for block in card["body"].as_array().expect("a body") {
+        let Some(text) = block.get("text").and_then(Value::as_str) else {
+            continue;
+        };
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                chars.next();
+                continue;
+            }
+            assert!(
+                !matches!(
+                    c,
+                    '*' | '_' | '~' | '`' | '[' | ']' | '(' | ')' | '<' | '>' | '!' | '#'
+                ),
+                "an unescaped {c:?} from a value in {text}"
+            );
+        }
+    }
+}
+
+/// The options of a slack and a discord target whose `template` is `template`; the
+/// defaults when `check` rejects it (then it never reaches a payload).
+fn chat_options(template: &str) -> (crate::config::SlackOptions, crate::config::DiscordOptions) {
     let text = "[targets.s]\ntype = \"slack\"\nurl = \"http://127.0.0.1:9/s\"\ntemplate = \"${T}\"\n\
                 [targets.d]\ntype = \"discord\"\nurl = \"http://127.0.0.1:9/d\"\ntemplate = \"${T}\"\n";
-    let env = |name: &str| (name == "T").then(|| template.clone());
-    // A template `check` rejects never reaches a payload: then the defaults are used.
-    let (slack_opts, discord_opts) = match Config::parse(text, Path::new("chat.toml"), &env) {
+    let env = |name: &str| (name == "T").then(|| template.to_owned());
+    match Config::parse(text, Path::new("chat.toml"), &env) {
         Ok(config) => match (&config.targets[0].kind, &config.targets[1].kind) {
             (TargetKind::Slack(s), TargetKind::Discord(d)) => (s.clone(), d.clone()),
             _ => unreachable!("the config names a slack and a discord target"),
         },
         Err(_) => Default::default(),
+    }
+}
+
+/// `body_template` (a JSON object with one key `t`) rendered for `event`: when it
+/// renders at all, it is that object and nothing more.
+fn check_json_body(body_template: &str, event: &[u8]) {
+    let text =
+        "[targets.h]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/h\"\nbody_template = \"${T}\"\n";
+    let env = |name: &str| (name == "T").then(|| body_template.to_owned());
+    let Ok(config) = Config::parse(text, Path::new("http.toml"), &env) else {
+        return;
     };
-    let untemplated = slack_opts.template.is_none();
-    check_slack(&slack::payload(&map, &slack_opts), untemplated);
-    check_discord(&discord::payload(&map, &discord_opts), untemplated);
+    let TargetKind::Http(opts) = &config.targets[0].kind else {
+        unreachable!("the config names an http target")
+    };
+    let template = opts.body_template.as_ref().expect("a body_template");
+    if let Ok(body) = crate::target::http::render_body(template, &Bytes::copy_from_slice(event)) {
+        let value: Value = serde_json::from_str(&body).expect("a rendered JSON body parses");
+        let object = value.as_object().expect("the template's object");
+        assert!(
+            object.len() == 1 && object["t"].is_string(),
+            "a value injected JSON: {body}"
+        );
+    }
 }
 
 fn json_body(body: &[u8]) -> Value {
@@ -413,12 +502,12 @@ fn chars(v: &Value) -> usize {
     v.as_str().map_or(0, |s| s.chars().count())
 }
 
-/// Whether `s` holds `@here`, `@channel` or `@everyone` as a whole word (ASCII,
+/// Whether `s` holds one of `words` (`@here`, ...) as a whole word (ASCII,
 /// case-insensitively), which a platform could take for a broadcast.
-fn pings(s: &str) -> bool {
+fn pings(s: &str, words: &[&str]) -> bool {
     let lower = s.to_ascii_lowercase();
     let bytes = lower.as_bytes();
-    ["@here", "@channel", "@everyone"].iter().any(|word| {
+    words.iter().any(|word| {
         lower.match_indices(word).any(|(i, _)| {
             bytes
                 .get(i + word.len())
@@ -426,6 +515,11 @@ fn pings(s: &str) -> bool {
         })
     })
 }
+
+/// Slack's broadcasts.
+const SLACK_BROADCASTS: &[&str] = &["@here", "@channel", "@everyone"];
+/// Discord's (it has no `@channel`).
+const DISCORD_BROADCASTS: &[&str] = &["@here", "@everyone"];
 
 /// `s` without the URL of each `<url|label>` link: a `@here` in a URL is not a
 /// mention (tweet text cannot open a link: its `<` is escaped).
@@ -473,7 +567,7 @@ fn check_slack(body: &Value, no_markup_in_template: bool) {
                 !s.contains("<!") && !s.contains("<@") && !s.contains("<#"),
                 "{s}"
             );
-            assert!(!pings(&without_link_urls(s)), "{s}");
+            assert!(!pings(&without_link_urls(s), SLACK_BROADCASTS), "{s}");
         }
     }
 }
@@ -546,7 +640,10 @@ fn check_discord(body: &Value, no_markup_in_template: bool) {
     let content = &body["content"];
     assert!(chars(content) <= 2_000);
     if no_markup_in_template {
-        assert!(!pings(content.as_str().unwrap_or_default()), "{content}");
+        assert!(
+            !pings(content.as_str().unwrap_or_default(), DISCORD_BROADCASTS),
+            "{content}"
+        );
     }
     let embed = &body["embeds"][0];
     let (title, description) = (chars(&embed["title"]), chars(&embed["description"]));

@@ -29,7 +29,9 @@
 //! 6. [`target`] renders the request and reads the answer, one file per platform: the
 //!    event bytes as received for `http` (Standard Webhooks headers), Block Kit for
 //!    `slack`, an embed for `discord`, Telegram HTML for `telegram`, an Adaptive Card
-//!    for `teams`; a `nats` target publishes the event bytes into JetStream instead.
+//!    for `teams`; a `nats` target publishes the event bytes into JetStream instead. A
+//!    target's `template` or `body_template` was compiled once by `jinja` (MiniJinja,
+//!    every value escaped for the platform).
 //!
 //! [`config`] reads and validates the TOML once at start-up; [`app`] wires the parts
 //! together and drains them on shutdown; [`telemetry`] holds logging and metrics;
@@ -54,6 +56,7 @@ mod delivery;
 mod escape;
 mod failure;
 mod intake;
+mod jinja;
 mod outbox;
 mod proxy;
 mod rate_limit;

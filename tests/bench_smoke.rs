@@ -5,6 +5,8 @@
 #[path = "../examples/bench/mod.rs"]
 #[allow(dead_code)]
 mod bench;
+// support/mod.rs allows dead code itself; repeating it here is clippy's
+// duplicated_attributes.
 mod support;
 
 use std::path::PathBuf;

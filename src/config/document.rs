@@ -40,6 +40,43 @@ impl<'a, 'i> Item<'a, 'i> {
         Problem::new(self.key_span.clone(), &self.key, message)
     }
 
+    /// A problem at `range`, a byte range of this string value's text (a template's
+    /// syntax error). Located exactly when the string is written verbatim in the file
+    /// (no escapes, no `${VAR}`), so the file's line and column are the error's own;
+    /// otherwise at the value.
+    pub fn problem_within(
+        &self,
+        range: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> Problem {
+        let span = match (range, self.verbatim_start()) {
+            (Some(r), Some(start)) => start + r.start..start + r.end,
+            _ => self.span.clone(),
+        };
+        Problem::new(span, &self.key, message)
+    }
+
+    /// Where the text of a string value starts in the file, when the value is that text
+    /// byte for byte: the parser borrowed it (no escape sequences), and nothing was
+    /// interpolated. The quotes are told apart by what the span adds to the text: one
+    /// on each side, three, or three and the line break a multi-line string drops.
+    fn verbatim_start(&self) -> Option<usize> {
+        let DeValue::String(std::borrow::Cow::Borrowed(s)) = self.value else {
+            return None;
+        };
+        if s.contains('$') {
+            return None;
+        }
+        let opening = match self.span.len().checked_sub(s.len())? {
+            2 => 1,
+            6 => 3,
+            7 => 4,
+            8 => 5,
+            _ => return None,
+        };
+        Some(self.span.start + opening)
+    }
+
     /// "expected X, found Y", naming only the TOML type of what was found.
     pub fn expected(&self, what: &str) -> Problem {
         let found = match self.value {

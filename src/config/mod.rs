@@ -24,12 +24,15 @@ mod summary;
 mod values;
 
 #[cfg(test)]
+mod template_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::jinja::Jinja;
 use crate::proxy::Proxy;
 use crate::secret::{Secret, SecretUrl};
 use crate::tls::CaFile;
@@ -341,7 +344,8 @@ pub struct SlackOptions {
     pub icon_emoji: Option<String>,
     /// The channel to post to instead of the webhook's own (legacy webhooks only).
     pub channel: Option<String>,
-    /// The message text, replacing the built-in layout's tweet text.
+    /// The message text, replacing the built-in layout's tweet text: MiniJinja, or the
+    /// older `{field}` form.
     pub template: Option<Template>,
     /// Whether Slack may unfurl the links in the message. Default false: the message
     /// already shows the tweet, and an unfurled X card would show it a second time.
@@ -361,14 +365,14 @@ pub struct DiscordOptions {
     /// Post into this thread of the webhook's channel.
     pub thread_id: Option<String>,
     /// For a webhook of a forum (or media) channel: each tweet opens a new post with
-    /// this title, `{field}` placeholders filled from the event. Discord refuses a
+    /// this title, filled from the event like `template` (either form). Discord refuses a
     /// message to a forum that names neither a thread nor a new post's title. Never set
     /// together with `thread_id`.
     pub thread_name: Option<Template>,
     /// Send with Discord's SUPPRESS_NOTIFICATIONS flag: the message is posted, but
     /// nobody gets a push or desktop notification for it (a busy channel stays quiet).
     pub suppress_notifications: bool,
-    /// The embed's description, replacing the tweet text.
+    /// The message `content` above the embed: MiniJinja, or the older `{field}` form.
     pub template: Option<Template>,
 }
 
@@ -434,6 +438,13 @@ pub struct HttpOptions {
     /// Kept so that `check` can warn: Standard Webhooks libraries read a string secret
     /// as base64, and with this one they would fail to verify.
     pub plain_signing_secret: bool,
+    /// `body_template`: the request body is this template filled from the event instead
+    /// of the event bytes. Its [`Output`](crate::jinja::Output) says whether the body
+    /// must be JSON (then it is checked before sending).
+    pub body_template: Option<Jinja>,
+    /// `content_type`: the body's `Content-Type` when `body_template` is set. Default
+    /// `application/json`.
+    pub content_type: Option<String>,
 }
 
 /// HMAC key bytes that print as `***`.
@@ -452,10 +463,12 @@ pub enum HttpMethod {
     Put,
 }
 
-/// A message text with `{field}` placeholders, split once at start-up.
+/// A message text, prepared once at start-up: either the older form, split into
+/// literals and `{field}` placeholders, or one MiniJinja template (a text with `{{` or
+/// `{%`), compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
-    /// Literal text and `{field}` placeholders, in order, parsed once.
+    /// Literal text and `{field}` placeholders in order; or a single [`TemplatePart::Jinja`].
     pub parts: Vec<TemplatePart>,
 }
 
@@ -464,6 +477,8 @@ pub enum TemplatePart {
     Literal(String),
     /// A top-level event field name.
     Field(String),
+    /// A compiled MiniJinja template: the whole template when it is one.
+    Jinja(Jinja),
 }
 
 /// `[[routes]]`.

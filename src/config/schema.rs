@@ -20,11 +20,12 @@ use super::interpolate::Env;
 use super::network;
 use super::values::{self, Invalid};
 use super::{
-    Burst, ChatId, Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, NatsAuth,
+    Burst, ChatId, Config, DedupeMode, DiscordOptions, HttpMethod, HttpOptions, Jinja, NatsAuth,
     NatsConfig, NatsTargetOptions, NatsUrl, OutboxBackend, OutboxConfig, RateLimit,
     ReconnectConfig, RetryPolicy, RouteConfig, ServerConfig, SlackOptions, SourceConfig,
-    TargetConfig, TargetKind, TeamsOptions, TelegramOptions,
+    TargetConfig, TargetKind, TeamsOptions, TelegramOptions, Template, TemplatePart,
 };
+use crate::jinja;
 use crate::secret::{Secret, SecretUrl};
 use crate::tls::CaFile;
 
@@ -105,7 +106,14 @@ const TELEGRAM_KEYS: &[&str] = &[
     "stale",
 ];
 const TEAMS_KEYS: &[&str] = &["url", "template", "digest", "stale_after", "stale"];
-const HTTP_KEYS: &[&str] = &["url", "method", "headers", "signing_secret"];
+const HTTP_KEYS: &[&str] = &[
+    "url",
+    "method",
+    "headers",
+    "signing_secret",
+    "body_template",
+    "content_type",
+];
 const NATS_TARGET_KEYS: &[&str] = &[
     "subject",
     "urls",
@@ -697,7 +705,7 @@ fn target(
         ),
         Kind::Teams => (
             TargetKind::Teams(TeamsOptions {
-                template: t.opt("template", |item| parse(item, env, values::template))?,
+                template: t.opt("template", |item| chat_template(item, env))?,
             }),
             1,
             Some(RateLimit {
@@ -741,14 +749,14 @@ fn slack(t: &Table, env: Env) -> Result<SlackOptions, Problem> {
         username: t.opt("username", |item| item.string(env))?,
         icon_emoji: t.opt("icon_emoji", |item| item.string(env))?,
         channel: t.opt("channel", |item| item.string(env))?,
-        template: t.opt("template", |item| parse(item, env, values::template))?,
+        template: t.opt("template", |item| chat_template(item, env))?,
         unfurl_links: t.opt("unfurl_links", Item::boolean)?.unwrap_or(false),
         unfurl_media: t.opt("unfurl_media", Item::boolean)?.unwrap_or(false),
     })
 }
 
 fn discord(t: &Table, env: Env) -> Result<DiscordOptions, Problem> {
-    let thread_name = t.opt("thread_name", |item| parse(item, env, values::template))?;
+    let thread_name = t.opt("thread_name", |item| chat_template(item, env))?;
     if let (Some(_), Some(item), Some(_)) = (&thread_name, t.get("thread_name"), t.get("thread_id"))
     {
         return Err(item.key_problem(
@@ -777,8 +785,29 @@ fn discord(t: &Table, env: Env) -> Result<DiscordOptions, Problem> {
         suppress_notifications: t
             .opt("suppress_notifications", Item::boolean)?
             .unwrap_or(false),
-        template: t.opt("template", |item| parse(item, env, values::template))?,
+        template: t.opt("template", |item| chat_template(item, env))?,
     })
+}
+
+/// A chat target's `template` (or a Discord `thread_name`): a MiniJinja template when it
+/// has `{{` or `{%`, else the older `{field}` form.
+fn chat_template(item: &Item, env: Env) -> Result<Template, Problem> {
+    let s = item.string(env)?;
+    if !jinja::is_jinja(&s) {
+        return values::template(&s)
+            .map_err(|invalid| item.problem(invalid.message).suggest(invalid.suggestion));
+    }
+    let compiled = compile_template(item, &s, jinja::Output::Chat)?;
+    Ok(Template {
+        parts: vec![TemplatePart::Jinja(compiled)],
+    })
+}
+
+/// Compiles a MiniJinja template, its errors located in the file where they can be.
+fn compile_template(item: &Item, s: &str, output: jinja::Output) -> Result<Jinja, Problem> {
+    jinja::compile(s, output)
+        .map(|compiled| compiled.for_key(&item.key))
+        .map_err(|e| item.problem_within(e.range, e.message))
 }
 
 /// `{api_url}/bot{bot_token}/sendMessage`, the one URL a telegram target calls. It holds
@@ -847,7 +876,7 @@ fn telegram(t: &Table, env: Env) -> Result<TelegramOptions, Problem> {
         disable_notification: t
             .opt("disable_notification", Item::boolean)?
             .unwrap_or(false),
-        template: t.opt("template", |item| parse(item, env, values::template))?,
+        template: t.opt("template", |item| chat_template(item, env))?,
     })
 }
 
@@ -935,12 +964,60 @@ fn http(t: &Table, env: Env) -> Result<HttpOptions, Problem> {
         plain_signing_secret = !secret.starts_with("whsec_");
         values::signing_key(&secret).map_err(|invalid| item.problem(invalid.message))
     })?;
+    let content_type = t.opt("content_type", |item| {
+        let value = non_empty(item, env)?;
+        if !value.contains('/') || HeaderValue::from_str(&value).is_err() {
+            return Err(item.problem(
+                "must be a media type like \"application/json\" or \"text/plain; charset=utf-8\"",
+            ));
+        }
+        Ok(value)
+    })?;
+    if let (Some(_), Some(item)) = (&content_type, t.get("content_type")) {
+        if t.get("body_template").is_none() {
+            return Err(item.key_problem(
+                "needs body_template: without one the body is the event JSON as received, sent as application/json",
+            ));
+        }
+        if headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            return Err(item.key_problem(
+                "cannot be set together with a Content-Type in headers: set it in one place",
+            ));
+        }
+    }
+    let json = content_type.as_deref().is_none_or(is_json_media_type);
+    let body_template = t.opt("body_template", |item| {
+        let s = non_empty(item, env)?;
+        let output = if json {
+            jinja::Output::JsonBody
+        } else {
+            jinja::Output::TextBody
+        };
+        compile_template(item, &s, output)
+    })?;
     Ok(HttpOptions {
         method: method.unwrap_or(HttpMethod::Post),
         headers,
         signing_key,
         plain_signing_secret,
+        body_template,
+        content_type,
     })
+}
+
+/// `application/json`, `text/json` or any `+json` type, parameters aside: a body that
+/// must parse as JSON.
+fn is_json_media_type(media_type: &str) -> bool {
+    let essence = media_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
 }
 
 /// Header names are keys of the file and may be shown; values may be tokens and never are.

@@ -228,6 +228,10 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
                 }
                 .to_owned(),
             );
+            if o.body_template.is_some() {
+                let content_type = o.content_type.as_deref().unwrap_or("application/json");
+                options.push(format!("body_template ({content_type})"));
+            }
         }
     }
     options.extend(super::burst::describe(&t.burst));
@@ -243,7 +247,24 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
     {
         writeln!(out, "    {PLAIN_SECRET_WARNING}")?;
     }
+    if let TargetKind::Http(o) = &t.kind
+        && let Some(warning) = o.body_template.as_ref().and_then(body_template_warning)
+    {
+        writeln!(out, "    {warning}")?;
+    }
     Ok(())
+}
+
+/// A `body_template` that cannot make a body of the sample stream event (which, like
+/// every stream event, has no `tweet_data`): the same would happen to real deliveries,
+/// dead-lettered one by one, so `check` says it before any is.
+fn body_template_warning(template: &crate::config::Jinja) -> Option<String> {
+    let event = bytes::Bytes::from(crate::sample::sample_event(0).to_string());
+    let error = crate::target::http::render_body(template, &event).err()?;
+    Some(format!(
+        "warning: for a sample stream event, {}; such deliveries would be dead-lettered (try `badger-relay route` with a real event)",
+        error.0
+    ))
 }
 
 /// `tls.ca_file /etc/ssl/ca.pem (2 certificates)`, comma-separated.

@@ -1,4 +1,5 @@
-//! The generic HTTP target: the event bytes as received, Standard Webhooks headers.
+//! The generic HTTP target: the event bytes as received (or the target's `body_template`
+//! filled from the event), Standard Webhooks headers.
 //!
 //! `webhook-signature` is `v1,` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")),
 //! as <https://www.standardwebhooks.com/> specifies, so receivers can use any Standard
@@ -10,30 +11,69 @@ use hmac::{Hmac, Mac};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
 
-use super::Rendered;
-use crate::config::{HttpMethod, HttpOptions};
+use super::{RenderError, Rendered};
+use crate::config::{HttpMethod, HttpOptions, Jinja};
+use crate::jinja::{self, Output};
 
-/// The request: the event bytes as received, with the Standard Webhooks headers.
+/// The `Content-Type` of a `body_template` body when the target sets none.
+const DEFAULT_CONTENT_TYPE: &str = "application/json";
+
+/// The request: the event bytes as received (or the rendered `body_template`), with the
+/// Standard Webhooks headers; the signature covers the body actually sent.
+///
+/// A body template that fails on this event, or a JSON body that does not parse, is a
+/// [`RenderError`]: the delivery is dead-lettered with the reason (sending the same
+/// event again would fail the same way, and a broken body must never reach the receiver).
 pub(crate) fn render(
     opts: &HttpOptions,
     url: &reqwest::Url,
     delivery_id: &str,
     timestamp: u64,
     event: &Bytes,
-) -> Rendered {
+) -> Result<Rendered, RenderError> {
     let method = match opts.method {
         HttpMethod::Post => reqwest::Method::POST,
         HttpMethod::Put => reqwest::Method::PUT,
     };
     let mut headers = webhook_headers(delivery_id, timestamp);
+    let body = match &opts.body_template {
+        None => event.clone(),
+        Some(template) => {
+            let content_type = opts.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
+            let value = HeaderValue::from_str(content_type)
+                .map_err(|_| RenderError("the content_type is not a valid header value".into()))?;
+            headers.insert(reqwest::header::CONTENT_TYPE, value);
+            Bytes::from(render_body(template, event)?)
+        }
+    };
     if let Some(key) = &opts.signing_key {
-        let sig = sign(&key.0, delivery_id, timestamp, event);
+        let sig = sign(&key.0, delivery_id, timestamp, &body);
         headers.insert(
             HeaderName::from_static("webhook-signature"),
             HeaderValue::from_str(&sig).expect("base64 is ASCII"),
         );
     }
-    (method, url.clone(), event.clone(), headers)
+    Ok((method, url.clone(), body, headers))
+}
+
+/// The body `template` makes of `event`: checked to be JSON when it is meant to be.
+pub(crate) fn render_body(template: &Jinja, event: &Bytes) -> Result<String, RenderError> {
+    let event = super::parse_object(event)?;
+    let escape = match template.output() {
+        Output::JsonBody => jinja::json_string,
+        Output::TextBody | Output::Chat => jinja::as_is,
+    };
+    let body = template
+        .render(&event, escape)
+        .map_err(|e| RenderError(format!("the body_template failed: {e}")))?;
+    if template.output() == Output::JsonBody
+        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&body)
+    {
+        return Err(RenderError(format!(
+            "the body_template did not render valid JSON ({e}); write values as {{{{ field | tojson }}}}, or inside quotes as \"{{{{ field }}}}\""
+        )));
+    }
+    Ok(body)
 }
 
 /// `webhook-id` and `webhook-timestamp`, as Standard Webhooks has them (also on what a

@@ -101,7 +101,8 @@ pub(crate) struct Outcome {
     pub elapsed: Duration,
 }
 
-/// The payload could not be made (a chat target fed an event that is not an object).
+/// The payload could not be made (a chat target fed an event that is not an object, an
+/// http target's `body_template` that fails or does not make JSON).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot render the event for this target: {0}")]
 pub struct RenderError(pub(crate) String);
@@ -227,7 +228,7 @@ impl Target {
     ) -> Result<Request, RenderError> {
         let url = self.config.url.expose();
         let rendered = match &self.config.kind {
-            TargetKind::Http(opts) => http::render(opts, url, delivery_id, timestamp, event),
+            TargetKind::Http(opts) => http::render(opts, url, delivery_id, timestamp, event)?,
             TargetKind::Slack(opts) => slack::render(opts, url, &parse_object(event)?)?,
             TargetKind::Discord(opts) => discord::render(opts, url, &parse_object(event)?)?,
             TargetKind::Telegram(opts) => telegram::render(opts, url, &parse_object(event)?)?,

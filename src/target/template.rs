@@ -1,11 +1,12 @@
 //! Filling a target's `template` with the fields of an event.
 //!
-//! The template was split into literal text and `{field}` placeholders once, at start-up
-//! (see [`Template`]); here each placeholder takes the value of the top-level event field
-//! of that name. Only the filled-in values go through the platform's `escape`: the
-//! literal text is the operator's own and may use the platform's markup on purpose
-//! (a Slack `<!here>`, a Discord `**bold**`), while a value comes from a tweet and must
-//! never be able to.
+//! The template was prepared once, at start-up (see [`Template`]): split into literal
+//! text and `{field}` placeholders, where each placeholder takes the value of the
+//! top-level event field of that name; or compiled as MiniJinja (`crate::jinja`), which
+//! reads nested fields and runs conditions, loops and filters. Either way only the
+//! values go through the platform's `escape`: the literal text is the operator's own and
+//! may use the platform's markup on purpose (a Slack `<!here>`, a Discord `**bold**`),
+//! while a value comes from a tweet and must never be able to.
 
 use std::borrow::Cow;
 
@@ -18,6 +19,12 @@ use crate::config::{Template, TemplatePart};
 /// Strings are used as they are; numbers and booleans as their JSON text (`150`, `true`);
 /// a missing or `null` field as nothing; an object or array as compact JSON. Nothing is
 /// cut here: each platform cuts the result to its own limit.
+///
+/// A MiniJinja template that fails on this event (a loop over a number, say) renders
+/// as nothing, which every platform treats like a blank template: the message goes out
+/// in its default layout rather than not at all, since the tweet still deserves its
+/// post. The first such failure of a template is logged as a warning, later ones at
+/// debug, so a broken template does not flood the log.
 pub fn render(
     template: &Template,
     event: &Map<String, Value>,
@@ -32,6 +39,17 @@ pub fn render(
                 Some(Value::String(s)) => out.push_str(&escape(s)),
                 // `Value`'s Display is compact JSON: `150`, `true`, `{"a":1}`.
                 Some(other) => out.push_str(&escape(&other.to_string())),
+            },
+            TemplatePart::Jinja(jinja) => match jinja.render(event, escape) {
+                Ok(text) => out.push_str(&text),
+                Err(error) => {
+                    if jinja.first_failure() {
+                        tracing::warn!(template = jinja.key(), %error, "A template failed to render an event; the default message is sent instead (further failures of this template are logged at debug)");
+                    } else {
+                        tracing::debug!(template = jinja.key(), %error, "A template failed to render an event; the default message is sent instead");
+                    }
+                    return String::new();
+                }
             },
         }
     }
