@@ -147,11 +147,26 @@ async fn a_replica_killed_mid_burst_loses_nothing_and_repeats_at_most_its_in_fli
     a.kill();
     let killed = std::time::Instant::now();
     hook.wait_for_tweet_ids(&set_of(&tweets), LONG).await;
-    let taken_over = killed.elapsed();
+    let all_delivered = killed.elapsed();
+    // Takeover: the first request that arrives after the kill, past what the killed
+    // replica had already put on the wire (within 100 ms). When the survivor held the
+    // pin all along, that is its next request, at once.
+    let taken_over = hook
+        .requests()
+        .iter()
+        .map(|r| r.arrived.saturating_duration_since(killed))
+        .find(|gap| *gap > Duration::from_millis(100))
+        .unwrap_or_default();
     let counts = counts(&hook);
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     eprintln!(
-        "kill -9 of one replica mid-burst: {duplicates} duplicates, all delivered {taken_over:.1?} after the kill (ack_wait 4s)"
+        "kill -9 of one replica mid-burst: {duplicates} duplicates, taken over {taken_over:.1?} after the kill, all delivered after {all_delivered:.1?} (ack_wait 4s = the pin's priority_timeout)"
+    );
+    // The contract: taken over within ack_wait (the pin moves at priority_timeout =
+    // ack_wait), plus a pull request's renewal and a debug build on two shared cores.
+    assert!(
+        taken_over <= Duration::from_secs(4 + 3),
+        "the target was taken over {taken_over:?} after the kill, ack_wait is 4 s"
     );
     assert_eq!(counts.len(), tweets.len());
     assert!(
