@@ -14,7 +14,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use badger_relay::config::{
-    ChatId, DiscordOptions, SlackOptions, TeamsOptions, TelegramOptions, Template, TemplatePart,
+    ChatId, Config, DiscordOptions, SlackOptions, TargetKind, TeamsOptions, TelegramOptions,
+    Template, TemplatePart,
 };
 use badger_relay::target::{discord, slack, teams, telegram};
 use serde_json::{Map, Value, json};
@@ -151,6 +152,58 @@ fn template(text: &str) -> Template {
         parts.push(TemplatePart::Literal(rest.to_owned()));
     }
     Template { parts }
+}
+
+/// The four chat platforms, each with a MiniJinja `template` (nested fields, a
+/// condition, a loop, filters), compiled by the real config loader.
+fn jinja_options() -> Options {
+    let text = r#"
+[targets.s]
+type = "slack"
+url = "https://hooks.slack.com/services/x"
+template = '''*{{ author_username | upper }}* ({{ tweet_data.author.followers_count | default("?") }} followers{% if tweet_data.author.verified %}, verified{% endif %}){% for t in tags %} #{{ t }}{% endfor %}: {{ tweet_text | truncate(40) }} <{{ tweet_url }}|open>'''
+[targets.d]
+type = "discord"
+url = "https://discord.com/api/webhooks/1/x"
+template = '''**@{{ author_username }}** [{{ tweet_data.lang | default("?") | upper }}]{% for t in tags %} #{{ t }}{% endfor %}: {{ tweet_text | replace("Launch", "LAUNCH") }}'''
+[targets.t]
+type = "telegram"
+bot_token = "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+chat_id = -1001234567890
+template = '''<b>{{ author_username }}</b>{% if tweet_data.author.followers_count > 1000 %} (big account){% endif %}
+{{ tweet_text }}
+{{ tags | join(", ") }} · <a href="{{ tweet_url }}">open</a>'''
+[targets.m]
+type = "teams"
+url = "https://prod-1.westus.logic.azure.com/workflows/x"
+template = '''**{{ author_username }}** on {{ monitor_name }}: {{ tweet_text | lower }}{% for t in tags %} #{{ t }}{% endfor %}'''
+[[routes]]
+name = "all"
+targets = ["s", "d", "t", "m"]
+"#;
+    let config = Config::parse(text, std::path::Path::new("jinja.toml"), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = Options::default();
+    for t in config.targets {
+        match t.kind {
+            TargetKind::Slack(o) => opts.slack = o,
+            TargetKind::Discord(o) => opts.discord = o,
+            TargetKind::Telegram(o) => opts.telegram = Some(o),
+            TargetKind::Teams(o) => opts.teams = o,
+            other => panic!("{other:?}"),
+        }
+    }
+    opts
+}
+
+/// [`templated`] with the full tweet under `tweet_data`, as `/ingest` deliveries carry it.
+fn ingested() -> Map<String, Value> {
+    let mut event = templated();
+    event.insert(
+        "tweet_data".into(),
+        json!({"lang": "en", "author": {"followers_count": 12000, "verified": true}}),
+    );
+    event
 }
 
 fn slack_templated() -> SlackOptions {
@@ -636,6 +689,11 @@ fn golden_missing() {
         Options::default(),
         &["https://x.com/i/status/1234567890"],
     );
+}
+
+#[test]
+fn golden_jinja() {
+    case("jinja", ingested(), jinja_options(), ELON);
 }
 
 #[test]
