@@ -62,6 +62,17 @@ fn nats_config(stream: &StreamServer, server: &NatsServer) -> RelayConfig {
         .tail(&toml)
 }
 
+/// The payloads of `messages`, sorted (publishes with concurrency above 1 may overtake
+/// each other).
+fn sorted_bodies(messages: &[async_nats::jetstream::message::StreamMessage]) -> Vec<String> {
+    let mut bodies: Vec<String> = messages
+        .iter()
+        .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
+        .collect();
+    bodies.sort();
+    bodies
+}
+
 fn header<'a>(m: &'a async_nats::jetstream::message::StreamMessage, name: &str) -> &'a str {
     m.headers
         .get(name)
@@ -159,11 +170,10 @@ async fn a_nats_server_that_is_down_delays_deliveries_and_loses_none() {
         .await
         .expect("the stream is still there");
     let messages = wait_for_messages(&mut tweets, 6, Duration::from_secs(30)).await;
-    let mut bodies: Vec<String> = messages
-        .iter()
-        .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
-        .collect();
-    bodies.sort();
     sent.sort();
-    assert_eq!(bodies, sent, "every event once, none lost, none twice");
+    assert_eq!(
+        sorted_bodies(&messages),
+        sent,
+        "every event once, none lost, none twice"
+    );
 }

@@ -316,12 +316,7 @@ pub(crate) fn interpret(
     if status == 429
         && let Some(precise) = retry_after_from_body(body)
     {
-        let floor = match reply.verdict {
-            crate::retry::Verdict::Retry { floor } => floor.max(Some(precise)),
-            _ => Some(precise),
-        };
-        reply.verdict = crate::retry::Verdict::Retry { floor };
-        reply.pause = floor;
+        reply.wait_at_least(precise);
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if header("x-ratelimit-remaining") == Some("0") {

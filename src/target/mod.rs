@@ -86,6 +86,20 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// No retry before `wait` (a platform's own hint, as Discord's and Telegram's 429
+    /// bodies give it), and the whole target held that long: the longer of it and what
+    /// the headers said.
+    pub(crate) fn wait_at_least(&mut self, wait: Duration) {
+        let floor = match self.verdict {
+            Verdict::Retry { floor } => floor.max(Some(wait)),
+            _ => Some(wait),
+        };
+        self.verdict = Verdict::Retry { floor };
+        self.pause = floor;
+    }
+}
+
 /// How one attempt ended, with what the worker and the logs need.
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
@@ -229,10 +243,16 @@ impl Target {
         let url = self.config.url.expose();
         let rendered = match &self.config.kind {
             TargetKind::Http(opts) => http::render(opts, url, delivery_id, timestamp, event)?,
-            TargetKind::Slack(opts) => slack::render(opts, url, &parse_object(event)?)?,
+            TargetKind::Slack(opts) => {
+                post_json(url.clone(), &slack::payload(&parse_object(event)?, opts))?
+            }
             TargetKind::Discord(opts) => discord::render(opts, url, &parse_object(event)?)?,
-            TargetKind::Telegram(opts) => telegram::render(opts, url, &parse_object(event)?)?,
-            TargetKind::Teams(opts) => teams::render(opts, url, &parse_object(event)?)?,
+            TargetKind::Telegram(opts) => {
+                post_json(url.clone(), &telegram::payload(&parse_object(event)?, opts))?
+            }
+            TargetKind::Teams(opts) => {
+                post_json(url.clone(), &teams::payload(&parse_object(event)?, opts))?
+            }
             TargetKind::Nats(_) => (
                 reqwest::Method::from_bytes(b"PUBLISH").expect("a valid method token"),
                 url.clone(),

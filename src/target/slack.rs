@@ -273,15 +273,6 @@ fn message(fallback: &str, blocks: Vec<Value>, opts: &SlackOptions) -> Value {
     Value::Object(body)
 }
 
-/// The request: a Block Kit incoming-webhook payload.
-pub(crate) fn render(
-    opts: &SlackOptions,
-    url: &reqwest::Url,
-    event: &Map<String, Value>,
-) -> Result<super::Rendered, super::RenderError> {
-    super::post_json(url.clone(), &payload(event, opts))
-}
-
 /// Slack's answer: the generic HTTP reading, plus advice for its permanent errors.
 pub(crate) fn interpret(
     status: u16,

@@ -248,15 +248,6 @@ fn json_len(v: &Value) -> usize {
     serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
 }
 
-/// The request: the card POSTed to the workflow's URL.
-pub(crate) fn render(
-    opts: &TeamsOptions,
-    url: &reqwest::Url,
-    event: &Map<String, Value>,
-) -> Result<super::Rendered, super::RenderError> {
-    super::post_json(url.clone(), &payload(event, opts))
-}
-
 /// The Workflows endpoint's answer: the generic HTTP reading (it throttles with 429 and
 /// `Retry-After`), advice for its permanent errors, and the classic Office 365
 /// connector's habit of answering 200 with the error of the Teams call in the body.

@@ -379,15 +379,6 @@ fn message(text: String, opts: &TelegramOptions) -> Value {
     Value::Object(body)
 }
 
-/// The request: a JSON `sendMessage` call to the target's URL (which holds the token).
-pub(crate) fn render(
-    opts: &TelegramOptions,
-    url: &reqwest::Url,
-    event: &Map<String, Value>,
-) -> Result<super::Rendered, super::RenderError> {
-    super::post_json(url.clone(), &payload(event, opts))
-}
-
 /// The Bot API's answer: the generic HTTP reading, a 429's `parameters.retry_after`
 /// (the Bot API sends no `Retry-After` header) holding the whole target, and advice.
 pub(crate) fn interpret(
@@ -399,12 +390,7 @@ pub(crate) fn interpret(
     if status == 429
         && let Some(wait) = retry_after_from_body(body)
     {
-        let floor = match reply.verdict {
-            crate::retry::Verdict::Retry { floor } => floor.max(Some(wait)),
-            _ => Some(wait),
-        };
-        reply.verdict = crate::retry::Verdict::Retry { floor };
-        reply.pause = floor;
+        reply.wait_at_least(wait);
     }
     reply.advice = diagnose(status, body);
     reply
