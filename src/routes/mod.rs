@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use crate::config::{Exclusion, FieldCondition, RouteConfig};
 use crate::event::Event;
 use filter::{FieldTest, Paths, Values};
-use pattern::{FOLD_INLINE, fold, fold_in, glob_match};
+use pattern::{FOLD_INLINE, Glob, fold, fold_in};
 
 /// The compiled routes.
 ///
@@ -94,9 +94,9 @@ struct Route {
 struct Unless {
     /// Folded patterns (exact ones too: no index, an `unless` is tried only for routes
     /// that matched).
-    monitors: Vec<String>,
+    monitors: Vec<Glob>,
     /// Folded patterns without `@`.
-    authors: Vec<String>,
+    authors: Vec<Glob>,
     /// The regex and its index in [`Router::texts`].
     text: Option<(usize, regex::Regex)>,
     /// Indices into [`Router::event_types`]; empty: no exclusion by type.
@@ -112,8 +112,8 @@ struct Unless {
 enum Condition {
     /// No condition: any value, or none, matches.
     Any,
-    /// Folded patterns with `*`.
-    Patterns { globs: Vec<String> },
+    /// Folded patterns with `*`, by shape.
+    Patterns { globs: Vec<Glob> },
 }
 
 /// A pattern as compared: folded, and without a leading `@` for authors.
@@ -140,7 +140,7 @@ fn condition(
     for raw in patterns {
         let folded = folded_pattern(raw, strip_at);
         if folded.contains('*') {
-            globs.push(folded);
+            globs.push(Glob::new(&folded));
         } else {
             let routes = index.entry(folded).or_default();
             if routes.last() != Some(&route) {
@@ -332,7 +332,7 @@ impl Route {
                 || s.monitors
                     .iter()
                     .flatten()
-                    .any(|v| globs.iter().any(|g| glob_match(g, v)));
+                    .any(|v| globs.iter().any(|g| g.matches(v)));
             if !hit {
                 return Verdict::NoMatch;
             }
@@ -341,7 +341,7 @@ impl Route {
             let hit = s.author_hits.contains(index)
                 || s.author
                     .as_ref()
-                    .is_some_and(|a| globs.iter().any(|g| glob_match(g, a)));
+                    .is_some_and(|a| globs.iter().any(|g| g.matches(a)));
             if !hit {
                 return Verdict::NoMatch;
             }
@@ -367,9 +367,13 @@ impl Unless {
             monitors: u
                 .monitors
                 .iter()
-                .map(|p| folded_pattern(p, false))
+                .map(|p| Glob::new(&folded_pattern(p, false)))
                 .collect(),
-            authors: u.authors.iter().map(|p| folded_pattern(p, true)).collect(),
+            authors: u
+                .authors
+                .iter()
+                .map(|p| Glob::new(&folded_pattern(p, true)))
+                .collect(),
             text: u.text.as_ref().map(|re| r.text(re)),
             events: u.events.iter().map(|e| r.event_type(e)).collect(),
             fields: u.fields.iter().map(|c| r.field_test(c)).collect(),
@@ -378,8 +382,8 @@ impl Unless {
 
     fn excludes(&self, cx: &Context<'_, '_>) -> bool {
         let s = cx.subject;
-        let any = |globs: &[String], value: Option<&str>| {
-            value.is_some_and(|v| globs.iter().any(|g| glob_match(g, v)))
+        let any = |globs: &[Glob], value: Option<&str>| {
+            value.is_some_and(|v| globs.iter().any(|g| g.matches(v)))
         };
         s.event_type.is_some_and(|t| self.events.contains(&t))
             || s.monitors.iter().any(|m| any(&self.monitors, m.as_deref()))

@@ -77,6 +77,61 @@ pub(crate) fn fold_in<'a>(s: &'a str, buf: &'a mut [u8; FOLD_INLINE]) -> Cow<'a,
     }
 }
 
+/// A folded `*` pattern sorted into its shape once, at start-up, so that the shapes
+/// configs use (`user_*`, `*bot`, `*news*`) cost one comparison per event instead of a
+/// walk of the general matcher (the walk was a quarter of routing's time in the bench).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Glob {
+    /// No `*`: the whole value.
+    Exact(Box<str>),
+    /// `abc*`.
+    Prefix(Box<str>),
+    /// `*abc`.
+    Suffix(Box<str>),
+    /// `*abc*`.
+    Contains(Box<str>),
+    /// `*` alone (or several).
+    Any,
+    /// Stars inside: [`glob_match`].
+    General(Box<str>),
+}
+
+impl Glob {
+    /// The shape of `folded` (a pattern already case-folded).
+    pub(crate) fn new(folded: &str) -> Glob {
+        let inner = folded.trim_matches('*');
+        let (lead, trail) = (folded.starts_with('*'), folded.ends_with('*'));
+        if inner.is_empty() {
+            return if folded.is_empty() {
+                Glob::Exact("".into())
+            } else {
+                Glob::Any
+            };
+        }
+        if inner.contains('*') {
+            return Glob::General(folded.into());
+        }
+        match (lead, trail) {
+            (false, false) => Glob::Exact(inner.into()),
+            (false, true) => Glob::Prefix(inner.into()),
+            (true, false) => Glob::Suffix(inner.into()),
+            (true, true) => Glob::Contains(inner.into()),
+        }
+    }
+
+    /// Whether the folded `text` matches: the same answer as [`glob_match`].
+    pub(crate) fn matches(&self, text: &str) -> bool {
+        match self {
+            Glob::Exact(s) => text == &**s,
+            Glob::Prefix(s) => text.starts_with(&**s),
+            Glob::Suffix(s) => text.ends_with(&**s),
+            Glob::Contains(s) => memchr::memmem::find(text.as_bytes(), s.as_bytes()).is_some(),
+            Glob::Any => true,
+            Glob::General(p) => glob_match(p, text),
+        }
+    }
+}
+
 /// `*`-only glob matching of two already folded strings, linear-time with single-star
 /// backtracking.
 pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
@@ -166,6 +221,31 @@ mod tests {
         let b = glob_match_folding(&pattern, text);
         assert_eq!(a, b, "the two matchers disagree on {pattern:?} / {text:?}");
         a
+    }
+
+    #[test]
+    fn each_glob_shape_answers_as_the_general_matcher() {
+        let patterns = [
+            "", "*", "**", "a", "ab", "a*", "ab**", "*b", "**ab", "*a*", "*ab*", "a*b", "*a*b*",
+            "é*", "*ü*", "ab*ab",
+        ];
+        let texts = [
+            "", "a", "b", "ab", "ba", "aab", "abab", "xaby", "é", "éa", "mü", "abxab",
+        ];
+        for p in patterns {
+            let glob = Glob::new(p);
+            for t in texts {
+                assert_eq!(
+                    glob.matches(t),
+                    glob_match(p, t),
+                    "{p:?} ({glob:?}) / {t:?}"
+                );
+            }
+        }
+        assert_eq!(Glob::new("user_*"), Glob::Prefix("user_".into()));
+        assert_eq!(Glob::new("*bot"), Glob::Suffix("bot".into()));
+        assert_eq!(Glob::new("*news*"), Glob::Contains("news".into()));
+        assert_eq!(Glob::new("a*b"), Glob::General("a*b".into()));
     }
 
     #[test]

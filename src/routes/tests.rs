@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::{Comparison, Expected, FieldCondition, Number};
+use crate::routes::pattern::glob_match;
 use bytes::Bytes;
 
 fn route(f: impl FnOnce(&mut RouteConfig)) -> RouteConfig {
