@@ -52,10 +52,10 @@ pub struct Router {
     texts: Option<regex::RegexSet>,
     /// The distinct event types routes name; a route holds indices into this list.
     event_types: Vec<String>,
-    /// Exact folded monitor patterns, and the routes that name each.
-    monitor_index: HashMap<String, Vec<usize>>,
-    /// Exact folded author patterns (no `@`), and the routes that name each.
-    author_index: HashMap<String, Vec<usize>>,
+    /// Exact and prefix folded monitor patterns, and the routes that name each.
+    monitor_index: PatternIndex,
+    /// Exact and prefix folded author patterns (no `@`), and the routes that name each.
+    author_index: PatternIndex,
     /// Every path `where` names, anywhere: read from an event (once) only when a route
     /// with `where` gets that far. Empty when no route has `where`.
     paths: Paths,
@@ -71,7 +71,8 @@ const MEMO_TESTS: usize = 128;
 
 #[derive(Debug, Clone)]
 struct Route {
-    /// `monitors`: exact patterns via [`Router::monitor_index`], wildcards here.
+    /// `monitors`: exact and prefix patterns via [`Router::monitor_index`], other
+    /// wildcards here.
     monitors: Condition,
     /// `authors`: likewise, via [`Router::author_index`].
     authors: Condition,
@@ -126,12 +127,55 @@ fn folded_pattern(raw: &str, strip_at: bool) -> String {
     fold(raw).into_owned()
 }
 
-/// Split one list of patterns into the index (exact) and the route's globs.
+/// The exact and the prefix patterns (`user_*`) of every route's `monitors` or
+/// `authors`, from pattern to the routes that name it: an event's value is looked up
+/// once per distinct prefix length instead of being matched against every route's
+/// patterns in turn.
+#[derive(Debug, Clone, Default)]
+struct PatternIndex {
+    /// Whole values.
+    exact: HashMap<String, Vec<usize>>,
+    /// Prefixes, without their `*`.
+    prefixes: HashMap<String, Vec<usize>>,
+    /// The lengths (bytes) of the prefixes, each once.
+    prefix_lens: Vec<usize>,
+}
+
+impl PatternIndex {
+    fn add(map: &mut HashMap<String, Vec<usize>>, pattern: &str, route: usize) {
+        let routes = map.entry(pattern.to_owned()).or_default();
+        if routes.last() != Some(&route) {
+            routes.push(route);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// The routes whose indexed patterns `value` satisfies.
+    fn lookup<'s>(&'s self, value: &'s str) -> impl Iterator<Item = &'s Vec<usize>> + 's {
+        let prefixes = self.prefix_lens.iter().filter_map(move |&len| {
+            value
+                .get(..len)
+                .and_then(|prefix| self.prefixes.get(prefix))
+        });
+        self.exact.get(value).into_iter().chain(prefixes)
+    }
+}
+
+/// From this many routes on, prefix patterns go into the index: a hash lookup per
+/// prefix length costs more than a few `starts_with`, and less than dozens.
+const INDEX_PREFIXES_FROM: usize = 16;
+
+/// Split one list of patterns into the index (exact, and prefix when `index_prefixes`)
+/// and the route's other globs.
 fn condition(
     patterns: &[String],
     strip_at: bool,
     route: usize,
-    index: &mut HashMap<String, Vec<usize>>,
+    index: &mut PatternIndex,
+    index_prefixes: bool,
 ) -> Condition {
     if patterns.is_empty() {
         return Condition::Any;
@@ -139,13 +183,15 @@ fn condition(
     let mut globs = Vec::new();
     for raw in patterns {
         let folded = folded_pattern(raw, strip_at);
-        if folded.contains('*') {
-            globs.push(Glob::new(&folded));
-        } else {
-            let routes = index.entry(folded).or_default();
-            if routes.last() != Some(&route) {
-                routes.push(route);
+        match Glob::new(&folded) {
+            Glob::Exact(exact) => PatternIndex::add(&mut index.exact, &exact, route),
+            Glob::Prefix(prefix) if index_prefixes => {
+                if !index.prefix_lens.contains(&prefix.len()) {
+                    index.prefix_lens.push(prefix.len());
+                }
+                PatternIndex::add(&mut index.prefixes, &prefix, route);
             }
+            glob => globs.push(glob),
         }
     }
     Condition::Patterns { globs }
@@ -159,17 +205,13 @@ enum Hits {
 }
 
 impl Hits {
-    fn of<'v>(
-        index: &HashMap<String, Vec<usize>>,
-        values: impl Iterator<Item = &'v str>,
-        routes: usize,
-    ) -> Hits {
+    fn of<'v>(index: &PatternIndex, values: impl Iterator<Item = &'v str>, routes: usize) -> Hits {
         let mut hits = Hits::Small([0; 4]);
         if index.is_empty() {
             return hits;
         }
         for value in values {
-            if let Some(found) = index.get(value) {
+            for found in index.lookup(value) {
                 for &r in found {
                     let words = match &mut hits {
                         Hits::Small(words) if routes <= 256 => &mut words[..],
@@ -483,14 +525,15 @@ impl<'c> Compiler<'c> {
 impl Router {
     pub fn new(routes: &[RouteConfig], target_count: usize) -> Router {
         let mut c = Compiler::default();
-        let mut monitor_index = HashMap::new();
-        let mut author_index = HashMap::new();
+        let mut monitor_index = PatternIndex::default();
+        let mut author_index = PatternIndex::default();
+        let index_prefixes = routes.len() >= INDEX_PREFIXES_FROM;
         let routes = routes
             .iter()
             .enumerate()
             .map(|(i, r)| Route {
-                monitors: condition(&r.monitors, false, i, &mut monitor_index),
-                authors: condition(&r.authors, true, i, &mut author_index),
+                monitors: condition(&r.monitors, false, i, &mut monitor_index, index_prefixes),
+                authors: condition(&r.authors, true, i, &mut author_index, index_prefixes),
                 text: r.text.as_ref().map(|re| c.text(re)),
                 events: r.events.iter().map(|e| c.event_type(e)).collect(),
                 fields: r.fields.iter().map(|f| c.field_test(f)).collect(),

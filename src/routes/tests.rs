@@ -628,7 +628,9 @@ fn the_indexed_matcher_agrees_with_the_plain_rules() {
     let mut excluded = 0;
     let mut matched_with_where = 0;
     for round in 0..300 {
-        let routes: Vec<RouteConfig> = (0..rng.usize(1..12))
+        // Up to 24 routes: both sides of INDEX_PREFIXES_FROM (prefix patterns matched
+        // in turn, or looked up in the index).
+        let routes: Vec<RouteConfig> = (0..rng.usize(1..24))
             .map(|i| RouteConfig {
                 name: format!("r{i}"),
                 monitors: pick(&mut rng, &monitors, 3),
