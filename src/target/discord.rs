@@ -334,14 +334,7 @@ pub(crate) fn interpret(
 /// The `retry_after` (seconds, fractional) of a Discord 429 body, which is more precise
 /// than the `Retry-After` header's whole seconds.
 pub fn retry_after_from_body(body: &[u8]) -> Option<Duration> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    let secs = value.get("retry_after")?.as_f64()?;
-    if !secs.is_finite() || secs < 0.0 {
-        return None;
-    }
-    // The same one-day cap as a `Retry-After` header: a broken value must not park the
-    // target for weeks.
-    Duration::try_from_secs_f64(secs.min(86_400.0)).ok()
+    super::body_wait(body, "/retry_after")
 }
 
 /// For a response Discord will give again however often it is retried, what the

@@ -100,6 +100,18 @@ impl Reply {
     }
 }
 
+/// A wait in seconds read from a JSON answer at `pointer` (Discord's `/retry_after`,
+/// Telegram's `/parameters/retry_after`), with the same one-day cap as a `Retry-After`
+/// header: a broken value must not park the target for weeks.
+pub(crate) fn body_wait(body: &[u8], pointer: &str) -> Option<Duration> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let secs = value.pointer(pointer)?.as_f64()?;
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs.min(86_400.0)).ok()
+}
+
 /// How one attempt ended, with what the worker and the logs need.
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {

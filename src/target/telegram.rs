@@ -399,12 +399,7 @@ pub(crate) fn interpret(
 /// `parameters.retry_after` (whole seconds) of an error body, capped at a day like a
 /// `Retry-After` header.
 pub fn retry_after_from_body(body: &[u8]) -> Option<Duration> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    let secs = value.pointer("/parameters/retry_after")?.as_f64()?;
-    if !secs.is_finite() || secs < 0.0 {
-        return None;
-    }
-    Duration::try_from_secs_f64(secs.min(86_400.0)).ok()
+    super::body_wait(body, "/parameters/retry_after")
 }
 
 /// For an answer the Bot API will give again however often it is retried, what the
