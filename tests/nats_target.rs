@@ -177,3 +177,53 @@ async fn a_nats_server_that_is_down_delays_deliveries_and_loses_none() {
         "every event once, none lost, none twice"
     );
 }
+
+#[tokio::test]
+async fn credentials_the_server_refuses_dead_letter_with_advice_and_good_ones_publish() {
+    let server = NatsServer::start_with(&["-js", "--user", "relay", "--pass", "s3cret-PASS"]);
+    let client =
+        async_nats::ConnectOptions::with_user_and_password("relay".into(), "s3cret-PASS".into())
+            .connect(server.url())
+            .await
+            .expect("connect with the right password");
+    let mut tweets = jetstream::new(client)
+        .get_or_create_stream(stream::Config {
+            name: "TWEETS".into(),
+            subjects: vec!["tweets.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let stream = StreamServer::start().await;
+    let target = |name: &str, password: &str| {
+        format!(
+            "[targets.{name}]\ntype = \"nats\"\nsubject = \"tweets.{name}\"\nurls = [\"{}\"]\nuser = \"relay\"\npassword = \"{password}\"\ntimeout = \"2s\"\n",
+            server.url()
+        )
+    };
+    let config = RelayConfig::new(&stream)
+        .route(route("all").targets(&["good", "bad"]))
+        .tail(&format!(
+            "{}{}",
+            target("good", "s3cret-PASS"),
+            target("bad", "WRONG-pass-77")
+        ));
+    let relay = Relay::start_connected(&config, &stream).await;
+
+    let body = stream.send_event(&tweet_event("34000"));
+    let messages = wait_for_messages(&mut tweets, 1, DEADLINE).await;
+    assert_eq!(messages[0].subject.as_str(), "tweets.good");
+    assert_eq!(std::str::from_utf8(&messages[0].payload).unwrap(), body);
+    let line = relay
+        .wait_for_log_matching("the bad target's dead letter", DEADLINE, |l| {
+            l.contains("ERROR") && l.contains("\"bad\"") && l.contains("dead-lettered")
+        })
+        .await;
+    assert!(line.contains("refused the target's credentials"), "{line}");
+    for l in relay.logs() {
+        assert!(
+            !l.contains("WRONG-pass-77") && !l.contains("s3cret-PASS"),
+            "a password leaked: {l}"
+        );
+    }
+}
