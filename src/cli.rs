@@ -95,15 +95,8 @@ pub fn route(config: &Config, raw: Vec<u8>, out: &mut dyn Write) -> anyhow::Resu
 /// For a chat target whose MiniJinja template fails on this event, or renders nothing,
 /// why the body shows the default message instead (a run would log it once).
 fn template_note(kind: &crate::config::TargetKind, raw: &[u8]) -> Option<String> {
-    use crate::config::{TargetKind, TemplatePart};
-    let template = match kind {
-        TargetKind::Slack(o) => o.template.as_ref(),
-        TargetKind::Discord(o) => o.template.as_ref(),
-        TargetKind::Telegram(o) => o.template.as_ref(),
-        TargetKind::Teams(o) => o.template.as_ref(),
-        TargetKind::Http(_) | TargetKind::Nats(_) => None,
-    }?;
-    let [TemplatePart::Jinja(jinja)] = template.parts.as_slice() else {
+    let template = kind.chat_template()?;
+    let [crate::config::TemplatePart::Jinja(jinja)] = template.parts.as_slice() else {
         return None;
     };
     let event: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw).ok()?;

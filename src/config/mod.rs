@@ -325,6 +325,17 @@ impl TargetKind {
     pub fn name(&self) -> &'static str {
         schema::Kind::of(self).name()
     }
+
+    /// A chat target's `template`, if it has one.
+    pub fn chat_template(&self) -> Option<&Template> {
+        match self {
+            TargetKind::Slack(o) => o.template.as_ref(),
+            TargetKind::Discord(o) => o.template.as_ref(),
+            TargetKind::Telegram(o) => o.template.as_ref(),
+            TargetKind::Teams(o) => o.template.as_ref(),
+            TargetKind::Http(_) | TargetKind::Nats(_) => None,
+        }
+    }
 }
 
 /// `[outbox] backend`: where deliveries wait.

@@ -583,6 +583,20 @@ impl Kind {
         }
     }
 
+    /// What a target of this kind has instead of a `url`, if anything: said when a
+    /// `url` is given to it.
+    fn instead_of_url(self) -> Option<&'static str> {
+        match self {
+            Kind::Telegram => Some(
+                "a telegram target has no url: set `bot_token` and `chat_id` (and `api_url` for a Bot API server of your own)",
+            ),
+            Kind::Nats => Some(
+                "a nats target has no url: set `subject`, and `urls` = [\"nats://host:4222\"] unless it uses [outbox.nats]'s servers",
+            ),
+            _ => None,
+        }
+    }
+
     /// "a slack target", "an http target".
     fn with_article(self) -> String {
         match self {
@@ -610,15 +624,8 @@ fn target(
         if TARGET_KEYS.contains(&key) || kind.keys().contains(&key) {
             continue;
         }
-        if kind == Kind::Telegram && key == "url" {
-            return Err(item.key_problem(
-                "a telegram target has no url: set `bot_token` and `chat_id` (and `api_url` for a Bot API server of your own)",
-            ));
-        }
-        if kind == Kind::Nats && key == "url" {
-            return Err(item.key_problem(
-                "a nats target has no url: set `subject`, and `urls` = [\"nats://host:4222\"] unless it uses [outbox.nats]'s servers",
-            ));
+        if let Some(instead) = kind.instead_of_url().filter(|_| key == "url") {
+            return Err(item.key_problem(instead));
         }
         let takers: Vec<&str> = Kind::ALL
             .into_iter()
@@ -640,19 +647,6 @@ fn target(
         return Err(unknown_key(item, key, &valid));
     }
 
-    let nats_target = match kind {
-        Kind::Nats => Some(nats_target(t, outbox_nats, env)?),
-        _ => None,
-    };
-    let url = match (kind, &nats_target) {
-        (Kind::Telegram, _) => telegram_url(t, env)?,
-        (Kind::Nats, Some(opts)) => nats_target_url(opts),
-        _ => SecretUrl::new(parse(
-            t.require("url", "the endpoint to deliver to")?,
-            env,
-            values::http_url,
-        )?),
-    };
     let concurrency = t.opt("concurrency", |item| {
         let n = item.integer()?;
         usize::try_from(n)
@@ -716,11 +710,21 @@ fn target(
         ),
         Kind::Http => (TargetKind::Http(http(t, env)?), 4, None, DedupeMode::Event),
         Kind::Nats => (
-            TargetKind::Nats(nats_target.expect("read above for a nats target")),
+            TargetKind::Nats(nats_target(t, outbox_nats, env)?),
             4,
             None,
             DedupeMode::Event,
         ),
+    };
+    // Where requests go: a webhook `url`, or made from what the kind has instead.
+    let url = match &kind {
+        TargetKind::Telegram(_) => telegram_url(t, env)?,
+        TargetKind::Nats(opts) => nats_target_url(opts),
+        _ => SecretUrl::new(parse(
+            t.require("url", "the endpoint to deliver to")?,
+            env,
+            values::http_url,
+        )?),
     };
     let burst = match kind {
         TargetKind::Http(_) | TargetKind::Nats(_) => Burst::default(),

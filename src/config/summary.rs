@@ -148,9 +148,6 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
             option(&mut options, "username", &o.username);
             option(&mut options, "icon_emoji", &o.icon_emoji);
             option(&mut options, "channel", &o.channel);
-            if o.template.is_some() {
-                options.push("custom template".to_owned());
-            }
             for (name, on) in [
                 ("unfurl_links", o.unfurl_links),
                 ("unfurl_media", o.unfurl_media),
@@ -175,9 +172,6 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
             if o.suppress_notifications {
                 options.push("suppress_notifications".to_owned());
             }
-            if o.template.is_some() {
-                options.push("custom template".to_owned());
-            }
         }
         TargetKind::Telegram(o) => {
             options.push(match &o.chat_id {
@@ -190,15 +184,8 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
             if o.disable_notification {
                 options.push("disable_notification".to_owned());
             }
-            if o.template.is_some() {
-                options.push("custom template".to_owned());
-            }
         }
-        TargetKind::Teams(o) => {
-            if o.template.is_some() {
-                options.push("custom template".to_owned());
-            }
-        }
+        TargetKind::Teams(_) => {}
         TargetKind::Nats(o) => {
             options.push(format!("subject {}", o.subject));
             let urls: Vec<String> = o.urls.iter().map(|u| u.redacted()).collect();
@@ -233,6 +220,9 @@ fn write_target(out: &mut String, t: &TargetConfig) -> std::fmt::Result {
                 options.push(format!("body_template ({content_type})"));
             }
         }
+    }
+    if t.kind.chat_template().is_some() {
+        options.push("custom template".to_owned());
     }
     options.extend(super::burst::describe(&t.burst));
     if !options.is_empty() {

@@ -133,14 +133,11 @@ pub fn payload(event: &Map<String, Value>, opts: &DiscordOptions) -> Value {
     );
 
     let mut body = Map::new();
-    if let Some(t) = &opts.template {
-        let content = template::render(t, event, content_safe);
-        if !content.trim().is_empty() {
-            body.insert(
-                "content".into(),
-                truncate_chars(&content, CONTENT_MAX).into_owned().into(),
-            );
-        }
+    if let Some(content) = template::message(opts.template.as_ref(), event, content_safe) {
+        body.insert(
+            "content".into(),
+            truncate_chars(&content, CONTENT_MAX).into_owned().into(),
+        );
     }
     sender(&mut body, embed, opts);
     if let Some(t) = &opts.thread_name {

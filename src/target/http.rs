@@ -15,9 +15,6 @@ use super::{RenderError, Rendered};
 use crate::config::{HttpMethod, HttpOptions, Jinja};
 use crate::jinja::{self, Output};
 
-/// The `Content-Type` of a `body_template` body when the target sets none.
-const DEFAULT_CONTENT_TYPE: &str = "application/json";
-
 /// The request: the event bytes as received (or the rendered `body_template`), with the
 /// Standard Webhooks headers; the signature covers the body actually sent.
 ///
@@ -36,15 +33,10 @@ pub(crate) fn render(
         HttpMethod::Put => reqwest::Method::PUT,
     };
     let mut headers = webhook_headers(delivery_id, timestamp);
+    // Its `Content-Type` is the target's, set once with its other headers.
     let body = match &opts.body_template {
         None => event.clone(),
-        Some(template) => {
-            let content_type = opts.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
-            let value = HeaderValue::from_str(content_type)
-                .map_err(|_| RenderError("the content_type is not a valid header value".into()))?;
-            headers.insert(reqwest::header::CONTENT_TYPE, value);
-            Bytes::from(render_body(template, event)?)
-        }
+        Some(template) => Bytes::from(render_body(template, event)?),
     };
     if let Some(key) = &opts.signing_key {
         let sig = sign(&key.0, delivery_id, timestamp, &body);

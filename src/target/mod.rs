@@ -182,48 +182,15 @@ impl std::fmt::Debug for Target {
 
 impl Target {
     pub fn new(config: TargetConfig) -> Result<Target, reqwest::Error> {
-        if let TargetKind::Nats(opts) = &config.kind {
-            return Ok(Target {
-                limiter: RateLimiter::new(config.rate_limit),
-                client: Client::Nats(Box::new(nats::Publisher::new(&config, opts))),
-                config,
-                base_headers: HeaderMap::new(),
-                gone: AtomicBool::new(false),
-            });
-        }
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(config.concurrency.max(1))
-            // A redirect would re-send the payload somewhere the operator did not name.
-            .redirect(reqwest::redirect::Policy::none())
-            // The bundled roots plus the config's CA files; proxies still come from the
-            // environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), as reqwest reads them.
-            .use_preconfigured_tls(crate::tls::http_config(&config.tls))
-            .build()?;
-        let mut base_headers = HeaderMap::new();
-        base_headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let TargetKind::Http(opts) = &config.kind {
-            for (name, value) in &opts.headers {
-                // The config validated both; a pair that does not parse is left out, not sent broken.
-                if let (Ok(n), Ok(mut v)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(value.expose()),
-                ) {
-                    v.set_sensitive(true);
-                    base_headers.insert(n, v);
-                }
-            }
-        }
+        let client = match &config.kind {
+            TargetKind::Nats(opts) => Client::Nats(Box::new(nats::Publisher::new(&config, opts))),
+            _ => Client::Http(http_client(&config)?),
+        };
         Ok(Target {
             limiter: RateLimiter::new(config.rate_limit),
+            base_headers: base_headers(&config),
             config,
-            client: Client::Http(client),
-            base_headers,
+            client,
             gone: AtomicBool::new(false),
         })
     }
@@ -231,7 +198,55 @@ impl Target {
     pub fn name(&self) -> &str {
         &self.config.name
     }
+}
 
+/// A target's HTTP client: connections reused per target, no redirects, its TLS roots.
+fn http_client(config: &TargetConfig) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+        .pool_max_idle_per_host(config.concurrency.max(1))
+        // A redirect would re-send the payload somewhere the operator did not name.
+        .redirect(reqwest::redirect::Policy::none())
+        // The bundled roots plus the config's CA files; proxies still come from the
+        // environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), as reqwest reads them.
+        .use_preconfigured_tls(crate::tls::http_config(&config.tls))
+        .build()
+}
+
+/// What every request of a target carries, built once: `Content-Type` (an http target's
+/// `content_type` for its `body_template`, else JSON) and an http target's configured
+/// headers. Values are marked sensitive so no debug print of a request shows a token.
+fn base_headers(config: &TargetConfig) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let content_type = match &config.kind {
+        TargetKind::Http(opts) => opts.content_type.as_deref(),
+        _ => None,
+    };
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        // The config validated it; one that does not parse falls back, not sent broken.
+        content_type
+            .and_then(|c| HeaderValue::from_str(c).ok())
+            .unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    if let TargetKind::Http(opts) = &config.kind {
+        for (name, value) in &opts.headers {
+            // The config validated both; a pair that does not parse is left out, not sent broken.
+            if let (Ok(n), Ok(mut v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value.expose()),
+            ) {
+                v.set_sensitive(true);
+                headers.insert(n, v);
+            }
+        }
+    }
+    headers
+}
+
+impl Target {
     /// Why this target must not be called again, if the platform said so, and what the
     /// operator must do.
     pub(crate) fn gone(&self) -> Option<(Failure, &'static str)> {

@@ -138,11 +138,7 @@ fn open_on_x(tweet: &Tweet) -> Option<String> {
 /// to nothing but whitespace falls back to the default message.
 pub fn payload(event: &Map<String, Value>, opts: &SlackOptions) -> Value {
     let tweet = Tweet::from_event(event);
-    let rendered = opts
-        .template
-        .as_ref()
-        .map(|t| template::render(t, event, safe))
-        .filter(|r| !r.trim().is_empty());
+    let rendered = template::message(opts.template.as_ref(), event, safe);
 
     // The `@` goes on before escaping, so an author named `here` cannot make `@here`.
     let author = tweet

@@ -97,11 +97,7 @@ fn open_url(url: &reqwest::Url) -> Value {
 /// The Workflows body for `event`: one Adaptive Card, under [`PAYLOAD_MAX`].
 pub fn payload(event: &Map<String, Value>, opts: &TeamsOptions) -> Value {
     let tweet = Tweet::from_event(event);
-    let rendered = opts
-        .template
-        .as_ref()
-        .map(|t| template::render(t, event, safe))
-        .filter(|r| !r.trim().is_empty());
+    let rendered = template::message(opts.template.as_ref(), event, safe);
     let mut budget = TEXT_START;
     loop {
         let message = card_message(&tweet, rendered.as_deref(), budget);

@@ -102,10 +102,11 @@ fn defuse_outside_tags(html: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// What every tweet-derived string becomes in a message: mentions defused, bidi
-/// overrides closed, HTML-escaped.
-fn safe(s: &str) -> Cow<'_, str> {
-    then(then(defuse_mentions(s), close_bidi), escape)
+/// A template's value: bidi overrides closed, HTML-escaped. Its mentions are defused by
+/// [`defuse_outside_tags`] on the rendered text as a whole (the layout's strings go
+/// through [`safe_cut`], which does all three).
+fn template_value(s: &str) -> Cow<'_, str> {
+    then(close_bidi(s), escape)
 }
 
 /// How long `s` is for Telegram's limit: UTF-16 code units.
@@ -232,11 +233,9 @@ fn link(url: &reqwest::Url, label: &str) -> String {
 /// written) is the whole message; a template that renders to nothing but whitespace
 /// falls back to the built-in layout.
 pub fn payload(event: &Map<String, Value>, opts: &TelegramOptions) -> Value {
-    let rendered = opts
-        .template
-        .as_ref()
-        .map(|t| template::render(t, event, safe))
-        .filter(|r| !r.trim().is_empty());
+    // Values are escaped here and every mention (the template's own `@` next to a
+    // value too) is defused on the whole text below.
+    let rendered = template::message(opts.template.as_ref(), event, template_value);
     let text = match rendered {
         Some(r) => truncate_html(&defuse_outside_tags(&r), TEXT_MAX).into_owned(),
         None => layout(&Tweet::from_event(event)),
@@ -247,13 +246,11 @@ pub fn payload(event: &Map<String, Value>, opts: &TelegramOptions) -> Value {
 /// The built-in layout: header, the tweet text cut to what is left of the limit, footer.
 fn layout(tweet: &Tweet) -> String {
     let mut header = String::new();
-    let mut header_len = 0;
     if let Some(author) = tweet.author {
         let name = safe_cut(
             &format!("@{}", truncate_chars(author, NAME_MAX)),
             NAME_MAX + 8,
         );
-        header_len += visible_len(&name);
         header.push_str("<b>");
         match &tweet.profile_url {
             Some(url) => header.push_str(&link(url, &name)),
@@ -263,13 +260,10 @@ fn layout(tweet: &Tweet) -> String {
     }
     if let Some(source) = &tweet.source {
         let name = safe_cut(source.name(), NAME_MAX);
-        let part = format!("{}: {name}", source.kind());
         if !header.is_empty() {
             header.push_str(" · ");
-            header_len += 3;
         }
-        header_len += visible_len(&part);
-        header.push_str(&part);
+        header.push_str(&format!("{}: {name}", source.kind()));
     }
 
     let mut footer = Vec::new();
@@ -282,7 +276,7 @@ fn layout(tweet: &Tweet) -> String {
     let footer = footer.join(" · ");
 
     // Two line breaks around the text, one after the header.
-    let used = header_len + visible_len(&footer) + 3;
+    let used = visible_len(&header) + visible_len(&footer) + 3;
     let body = match tweet.text {
         Some(text) => safe_cut(text, TEXT_MAX.saturating_sub(used)),
         None => NO_TEXT.to_owned(),

@@ -56,6 +56,19 @@ pub fn render(
     out
 }
 
+/// A chat target's templated message for `event`: `None` when it has no template or the
+/// template renders nothing but whitespace (or fails), so the platform's built-in layout
+/// goes out instead.
+pub fn message(
+    template: Option<&Template>,
+    event: &Map<String, Value>,
+    escape: fn(&str) -> Cow<'_, str>,
+) -> Option<String> {
+    template
+        .map(|t| render(t, event, escape))
+        .filter(|r| !r.trim().is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
