@@ -231,3 +231,54 @@ impl InMessages for Receiver {
         .await
     }
 }
+
+#[tokio::test]
+async fn telegram_and_teams_fold_a_burst_into_digests_each_tweet_once_in_order() {
+    let stream = StreamServer::start().await;
+    let (api, hook) = (Receiver::start().await, Receiver::start().await);
+    for r in [&api, &hook] {
+        r.throttle(1, Duration::from_secs(2), 2);
+    }
+    let folding = "rate_limit = \"1/2s\"\ndigest = { max = 10 }";
+    let cfg = RelayConfig::new(&stream)
+        .target(
+            "tg",
+            "telegram",
+            &api.url(),
+            &format!(
+                "bot_token = \"123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw\"\nchat_id = 1\n{folding}"
+            ),
+        )
+        .target("teams", "teams", &hook.url(), folding)
+        .route(route("all").targets(&["tg", "teams"]));
+    let _relay = Relay::start_connected(&cfg, &stream).await;
+
+    let ids: Vec<String> = (32000..32012).map(|i| i.to_string()).collect();
+    for id in &ids {
+        stream.send_event(&fresh(id));
+    }
+    for (name, receiver) in [("telegram", &api), ("teams", &hook)] {
+        let reqs = receiver
+            .wait_until(format!("all 12 tweets at {name}"), BURST_DEADLINE, |reqs| {
+                reqs.iter().map(|r| linked_ids(r).len()).sum::<usize>() >= 12
+            })
+            .await;
+        let shown: Vec<String> = reqs.iter().flat_map(linked_ids).collect();
+        eprintln!(
+            "{name}: 12 tweets at 1/2s with digest max 10: {} messages",
+            reqs.len()
+        );
+        assert_eq!(shown, ids, "{name}: every tweet once, in arrival order");
+        assert_eq!(
+            receiver.throttled(),
+            0,
+            "{name}: never faster than the limit"
+        );
+        assert!(reqs.len() <= 3, "{name}: {} messages", reqs.len());
+        assert!(
+            reqs[1].body_str().contains("new tweets"),
+            "{name}: the second message is a digest: {}",
+            reqs[1].body_str()
+        );
+    }
+}
