@@ -253,36 +253,46 @@ impl Receiver {
 
     /// Waits until every one of `ids` has been answered 2xx at least once; returns all
     /// requests.
+    ///
+    /// Each request's body is read once, when the wait first sees it: re-parsing every
+    /// body on every arrival was quadratic, and with thousands of deliveries the check
+    /// starved the receiver (it shares the test's runtime) until the deadline passed.
     pub async fn wait_for_tweet_ids(
         &self,
         ids: &std::collections::BTreeSet<String>,
         deadline: Duration,
     ) -> Vec<Request> {
         let url = self.url();
-        let missing = |reqs: &[Request]| -> Vec<String> {
-            let got: std::collections::BTreeSet<String> = reqs
-                .iter()
-                .filter(|r| r.is_success())
-                .filter_map(Request::tweet_id)
-                .collect();
-            ids.difference(&got).cloned().collect()
-        };
+        let mut missing = ids.clone();
+        let mut read = 0;
         wait_until(
             format!("{} tweet id(s) delivered at {url}", ids.len()),
             deadline,
             &self.state.changes,
             || {
-                let reqs = self.requests();
-                let missing = missing(&reqs);
+                let count = {
+                    let reqs = self.state.requests.lock().unwrap();
+                    for r in reqs[read..].iter().filter(|r| r.is_success()) {
+                        if let Some(id) = r.tweet_id() {
+                            missing.remove(&id);
+                        }
+                    }
+                    read = reqs.len();
+                    read
+                };
                 if missing.is_empty() {
-                    Ok(reqs)
-                } else {
-                    Err(format!(
-                        "{} request(s); still missing {}",
-                        reqs.len(),
-                        summarize(&missing, 5)
-                    ))
+                    return Ok(self.requests());
                 }
+                let first: Vec<&String> = missing.iter().take(5).collect();
+                let last: Vec<&String> = missing.iter().rev().take(5).rev().collect();
+                Err(if missing.len() <= 10 {
+                    format!("{count} request(s); still missing {missing:?}")
+                } else {
+                    format!(
+                        "{count} request(s); still missing {} items: {first:?} ... {last:?}",
+                        missing.len()
+                    )
+                })
             },
         )
         .await
