@@ -25,7 +25,8 @@ mod scan;
 
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell};
-use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 
 use crate::config::{Exclusion, FieldCondition, RouteConfig};
 use crate::event::Event;
@@ -37,8 +38,10 @@ use pattern::{FOLD_INLINE, Glob, fold, fold_in};
 /// Matching is organised so that 100 routes cost little more per event than a few: exact
 /// monitor and author patterns live in hash maps that say, per event, which routes they
 /// satisfy; event types become small integers; all `text` regexes run as one set; all
-/// `where` fields are read in one pass over the event. Only wildcard patterns are tried
-/// route by route.
+/// `where` fields are read in one pass over the event. Routes are then ruled in or out a
+/// word of 64 at a time ([`Router::candidates`]): only the routes that name the event's
+/// type and that the indexes do not rule out are looked at one by one, and only
+/// wildcard patterns are tried route by route.
 #[derive(Debug, Clone)]
 pub struct Router {
     /// In file order.
@@ -50,8 +53,16 @@ pub struct Router {
     /// condition), instead of once per route. `None` past regex's size limit: then each
     /// route runs its own.
     texts: Option<regex::RegexSet>,
-    /// The distinct event types routes name; a route holds indices into this list.
+    /// The distinct event types routes name (and `unless` ones, as indices into this list).
     event_types: Vec<String>,
+    /// Per event type (by its index in `event_types`), the routes whose `events` name it.
+    typed: Vec<Bits>,
+    /// The routes whose `monitors` the index cannot rule out: no condition, or wildcard
+    /// patterns that are tried route by route. Any other route can match an event only
+    /// if its `monitors` are among the event's index hits.
+    monitors_open: Bits,
+    /// Likewise for `authors`.
+    authors_open: Bits,
     /// Exact and prefix folded monitor patterns, and the routes that name each.
     monitor_index: PatternIndex,
     /// Exact and prefix folded author patterns (no `@`), and the routes that name each.
@@ -78,8 +89,6 @@ struct Route {
     authors: Condition,
     /// This route's regex, and its index in [`Router::texts`].
     text: Option<(usize, regex::Regex)>,
-    /// Indices into [`Router::event_types`].
-    events: Vec<usize>,
     /// `where`, ANDed, as indices into [`Router::tests`]; empty: no condition.
     fields: Vec<usize>,
     /// `unless`: checked last, only for an event the route otherwise matches.
@@ -117,6 +126,17 @@ enum Condition {
     Patterns { globs: Vec<Glob> },
 }
 
+impl Condition {
+    /// Whether the index alone cannot rule this condition out: it has none, or it has
+    /// wildcard patterns that are tried route by route.
+    fn is_open(&self) -> bool {
+        match self {
+            Condition::Any => true,
+            Condition::Patterns { globs } => !globs.is_empty(),
+        }
+    }
+}
+
 /// A pattern as compared: folded, and without a leading `@` for authors.
 fn folded_pattern(raw: &str, strip_at: bool) -> String {
     let raw = if strip_at {
@@ -134,15 +154,15 @@ fn folded_pattern(raw: &str, strip_at: bool) -> String {
 #[derive(Debug, Clone, Default)]
 struct PatternIndex {
     /// Whole values.
-    exact: HashMap<String, Vec<usize>>,
+    exact: FxHashMap<String, Vec<usize>>,
     /// Prefixes, without their `*`.
-    prefixes: HashMap<String, Vec<usize>>,
+    prefixes: FxHashMap<String, Vec<usize>>,
     /// The lengths (bytes) of the prefixes, each once.
     prefix_lens: Vec<usize>,
 }
 
 impl PatternIndex {
-    fn add(map: &mut HashMap<String, Vec<usize>>, pattern: &str, route: usize) {
+    fn add(map: &mut FxHashMap<String, Vec<usize>>, pattern: &str, route: usize) {
         let routes = map.entry(pattern.to_owned()).or_default();
         if routes.last() != Some(&route) {
             routes.push(route);
@@ -197,48 +217,76 @@ fn condition(
     Condition::Patterns { globs }
 }
 
-/// Which routes the exact patterns of an event's values satisfy: a bitset, on the stack
-/// for up to 256 routes.
-enum Hits {
+/// A set of small indices (routes, targets) as bits: on the stack for up to 256, so that
+/// routing an event allocates nothing for them in the usual config.
+#[derive(Debug, Clone)]
+enum Bits {
     Small([u64; 4]),
     Large(Vec<u64>),
 }
 
-impl Hits {
-    fn of<'v>(index: &PatternIndex, values: impl Iterator<Item = &'v str>, routes: usize) -> Hits {
-        let mut hits = Hits::Small([0; 4]);
+impl Bits {
+    /// An empty set for indices below `n`. Sets made for the same `n` have the same
+    /// number of words, so they can be combined word by word.
+    fn new(n: usize) -> Bits {
+        if n <= 256 {
+            Bits::Small([0; 4])
+        } else {
+            Bits::Large(vec![0; n.div_ceil(64)])
+        }
+    }
+
+    /// Which of `routes` routes the index's exact and prefix patterns say the event's
+    /// `values` satisfy.
+    fn hits<'v>(
+        index: &PatternIndex,
+        values: impl Iterator<Item = &'v str>,
+        routes: usize,
+    ) -> Bits {
+        let mut hits = Bits::new(routes);
         if index.is_empty() {
             return hits;
         }
         for value in values {
             for found in index.lookup(value) {
                 for &r in found {
-                    let words = match &mut hits {
-                        Hits::Small(words) if routes <= 256 => &mut words[..],
-                        Hits::Small(_) => {
-                            hits = Hits::Large(vec![0; routes.div_ceil(64)]);
-                            let Hits::Large(words) = &mut hits else {
-                                unreachable!()
-                            };
-                            &mut words[..]
-                        }
-                        Hits::Large(words) => &mut words[..],
-                    };
-                    words[r / 64] |= 1 << (r % 64);
+                    hits.insert(r);
                 }
             }
         }
         hits
     }
 
-    fn contains(&self, route: usize) -> bool {
-        let words = match self {
-            Hits::Small(words) => &words[..],
-            Hits::Large(words) => &words[..],
-        };
-        words
-            .get(route / 64)
-            .is_some_and(|w| w & (1 << (route % 64)) != 0)
+    fn words(&self) -> &[u64] {
+        match self {
+            Bits::Small(words) => words,
+            Bits::Large(words) => words,
+        }
+    }
+
+    fn words_mut(&mut self) -> &mut [u64] {
+        match self {
+            Bits::Small(words) => words,
+            Bits::Large(words) => words,
+        }
+    }
+
+    /// True when `i` was not in the set yet.
+    fn insert(&mut self, i: usize) -> bool {
+        let (word, bit) = (&mut self.words_mut()[i / 64], 1u64 << (i % 64));
+        let new = *word & bit == 0;
+        *word |= bit;
+        new
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        self.words()
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn len(&self) -> usize {
+        self.words().iter().map(|w| w.count_ones() as usize).sum()
     }
 }
 
@@ -247,9 +295,9 @@ struct Subject<'a> {
     /// Index of the event's type in [`Router::event_types`]; `None`: no route wants it.
     event_type: Option<usize>,
     /// The routes whose exact monitor patterns this event satisfies.
-    monitor_hits: Hits,
+    monitor_hits: Bits,
     /// The routes whose exact author patterns it satisfies.
-    author_hits: Hits,
+    author_hits: Bits,
     /// `monitor_name`, `monitor_id`, `rule_tag`, `rule_id`, folded.
     monitors: [Option<Cow<'a, str>>; 4],
     /// `author_username`, folded, without `@`.
@@ -292,12 +340,12 @@ impl<'a> Subject<'a> {
                 .event_types
                 .iter()
                 .position(|t| t == event.event_type()),
-            monitor_hits: Hits::of(
+            monitor_hits: Bits::hits(
                 &router.monitor_index,
                 monitors.iter().flatten().map(|m| m.as_ref()),
                 n,
             ),
-            author_hits: Hits::of(&router.author_index, author.iter().map(|a| a.as_ref()), n),
+            author_hits: Bits::hits(&router.author_index, author.iter().map(|a| a.as_ref()), n),
             monitors,
             author,
             text: f.tweet_text.as_deref(),
@@ -364,11 +412,10 @@ enum Verdict {
 }
 
 impl Route {
+    /// The route's verdict on a [candidate](Router::candidates): its event type is
+    /// already known to match.
     fn verdict(&self, index: usize, cx: &Context<'_, '_>) -> Verdict {
         let s = cx.subject;
-        if !s.event_type.is_some_and(|t| self.events.contains(&t)) {
-            return Verdict::NoMatch;
-        }
         if let Condition::Patterns { globs } = &self.monitors {
             let hit = s.monitor_hits.contains(index)
                 || s.monitors
@@ -438,35 +485,6 @@ impl Unless {
     }
 }
 
-/// Targets already chosen for an event: bits on the stack for up to 256 targets.
-enum TargetSet {
-    Small([u64; 4]),
-    Large(Vec<bool>),
-}
-
-impl TargetSet {
-    fn new(n: usize) -> Self {
-        if n <= 256 {
-            TargetSet::Small([0; 4])
-        } else {
-            TargetSet::Large(vec![false; n])
-        }
-    }
-
-    /// True when `t` was not in the set yet.
-    fn insert(&mut self, t: usize) -> bool {
-        match self {
-            TargetSet::Small(bits) => {
-                let (word, bit) = (t / 64, 1u64 << (t % 64));
-                let new = bits[word] & bit == 0;
-                bits[word] |= bit;
-                new
-            }
-            TargetSet::Large(seen) => !std::mem::replace(&mut seen[t], true),
-        }
-    }
-}
-
 /// The outcome of routing one event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Routing {
@@ -528,20 +546,39 @@ impl Router {
         let mut monitor_index = PatternIndex::default();
         let mut author_index = PatternIndex::default();
         let index_prefixes = routes.len() >= INDEX_PREFIXES_FROM;
+        let n = routes.len();
+        let mut route_types = Vec::with_capacity(n);
+        let (mut monitors_open, mut authors_open) = (Bits::new(n), Bits::new(n));
         let routes = routes
             .iter()
             .enumerate()
-            .map(|(i, r)| Route {
-                monitors: condition(&r.monitors, false, i, &mut monitor_index, index_prefixes),
-                authors: condition(&r.authors, true, i, &mut author_index, index_prefixes),
-                text: r.text.as_ref().map(|re| c.text(re)),
-                events: r.events.iter().map(|e| c.event_type(e)).collect(),
-                fields: r.fields.iter().map(|f| c.field_test(f)).collect(),
-                unless: r.unless.as_ref().map(|u| Unless::new(u, &mut c)),
-                targets: r.targets.clone(),
-                stop: r.stop,
+            .map(|(i, r)| {
+                route_types.push(r.events.iter().map(|e| c.event_type(e)).collect::<Vec<_>>());
+                let route = Route {
+                    monitors: condition(&r.monitors, false, i, &mut monitor_index, index_prefixes),
+                    authors: condition(&r.authors, true, i, &mut author_index, index_prefixes),
+                    text: r.text.as_ref().map(|re| c.text(re)),
+                    fields: r.fields.iter().map(|f| c.field_test(f)).collect(),
+                    unless: r.unless.as_ref().map(|u| Unless::new(u, &mut c)),
+                    targets: r.targets.clone(),
+                    stop: r.stop,
+                };
+                if route.monitors.is_open() {
+                    monitors_open.insert(i);
+                }
+                if route.authors.is_open() {
+                    authors_open.insert(i);
+                }
+                route
             })
             .collect();
+        // Sized after every route and `unless` has named its types.
+        let mut typed = vec![Bits::new(n); c.event_types.len()];
+        for (i, types) in route_types.iter().enumerate() {
+            for &t in types {
+                typed[t].insert(i);
+            }
+        }
         // Each pattern compiled on its own in the config; a set of them can still pass
         // regex's size limit, and then each route checks its own regex.
         let texts = regex::RegexSet::new(&c.patterns).ok();
@@ -550,6 +587,9 @@ impl Router {
             target_count,
             texts,
             event_types: c.event_types,
+            typed,
+            monitors_open,
+            authors_open,
             monitor_index,
             author_index,
             paths: c.paths,
@@ -561,34 +601,66 @@ impl Router {
     pub fn route(&self, event: &Event) -> Routing {
         let mut buffers = [[0; FOLD_INLINE]; 5];
         let subject = Subject::new(event, self, &mut buffers);
+        let mut out = Routing::default();
+        let Some(candidates) = self.candidates(&subject) else {
+            return out;
+        };
         let cx = Context {
             subject: &subject,
             texts: self.texts.as_ref(),
             paths: &self.paths,
             tests: &self.tests,
         };
-        let mut out = Routing::default();
-        let mut seen = TargetSet::new(self.target_count);
-        for (i, route) in self.routes.iter().enumerate() {
-            match route.verdict(i, &cx) {
-                Verdict::NoMatch => continue,
-                Verdict::Excluded => {
-                    out.excluded.push(i);
-                    continue;
+        let mut left = candidates.len();
+        let mut seen = Bits::new(self.target_count);
+        'walk: for (w, &word) in candidates.words().iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let route = &self.routes[i];
+                let verdict = route.verdict(i, &cx);
+                left -= 1;
+                match verdict {
+                    Verdict::NoMatch => continue,
+                    Verdict::Excluded => {
+                        out.excluded.push(i);
+                        continue;
+                    }
+                    Verdict::Match => {}
                 }
-                Verdict::Match => {}
-            }
-            out.routes.push(i);
-            for &t in &route.targets {
-                if seen.insert(t) {
-                    out.targets.push(t);
+                if out.routes.is_empty() {
+                    // At most the candidates left can match: one allocation, not one
+                    // per doubling.
+                    out.routes.reserve(left + 1);
+                    out.targets.reserve(self.target_count.min(16));
                 }
-            }
-            if route.stop {
-                break;
+                out.routes.push(i);
+                for &t in &route.targets {
+                    if seen.insert(t) {
+                        out.targets.push(t);
+                    }
+                }
+                if route.stop {
+                    break 'walk;
+                }
             }
         }
         out
+    }
+
+    /// The routes worth a look for this event, in file order: those that name its event
+    /// type and whose `monitors` and `authors` are either hit by the index or not decided
+    /// by it. Word by word, so the many routes an event's monitor and author rule out
+    /// are never touched. `None` for an event type no route names.
+    fn candidates(&self, subject: &Subject<'_>) -> Option<Bits> {
+        let mut candidates = self.typed[subject.event_type?].clone();
+        let (monitors, authors) = (subject.monitor_hits.words(), subject.author_hits.words());
+        let (monitors_open, authors_open) = (self.monitors_open.words(), self.authors_open.words());
+        for (w, word) in candidates.words_mut().iter_mut().enumerate() {
+            *word &= (monitors_open[w] | monitors[w]) & (authors_open[w] | authors[w]);
+        }
+        Some(candidates)
     }
 }
 

@@ -629,8 +629,14 @@ fn the_indexed_matcher_agrees_with_the_plain_rules() {
     let mut matched_with_where = 0;
     for round in 0..300 {
         // Up to 24 routes: both sides of INDEX_PREFIXES_FROM (prefix patterns matched
-        // in turn, or looked up in the index).
-        let routes: Vec<RouteConfig> = (0..rng.usize(1..24))
+        // in turn, or looked up in the index); every tenth round 60 to 300, so that the
+        // candidate bits span several words and, past 256 routes, the heap.
+        let count = if round % 10 == 0 {
+            rng.usize(60..300)
+        } else {
+            rng.usize(1..24)
+        };
+        let routes: Vec<RouteConfig> = (0..count)
             .map(|i| RouteConfig {
                 name: format!("r{i}"),
                 monitors: pick(&mut rng, &monitors, 3),
