@@ -283,16 +283,10 @@ impl Receiver {
                 if missing.is_empty() {
                     return Ok(self.requests());
                 }
-                let first: Vec<&String> = missing.iter().take(5).collect();
-                let last: Vec<&String> = missing.iter().rev().take(5).rev().collect();
-                Err(if missing.len() <= 10 {
-                    format!("{count} request(s); still missing {missing:?}")
-                } else {
-                    format!(
-                        "{count} request(s); still missing {} items: {first:?} ... {last:?}",
-                        missing.len()
-                    )
-                })
+                Err(format!(
+                    "{count} request(s); still missing {}",
+                    summarize(&missing, 5)
+                ))
             },
         )
         .await

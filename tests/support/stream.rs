@@ -184,7 +184,7 @@ impl StreamServer {
                 } else {
                     Err(format!(
                         "{accepted} accepted; handshakes: {}",
-                        summarize(&self.handshake_summary(), 5)
+                        summarize(self.handshake_summary(), 5)
                     ))
                 }
             },
@@ -203,7 +203,7 @@ impl StreamServer {
                 if all.len() >= n {
                     Ok(all)
                 } else {
-                    Err(summarize(&self.handshake_summary(), 5))
+                    Err(summarize(self.handshake_summary(), 5))
                 }
             },
         )

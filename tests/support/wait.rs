@@ -79,14 +79,19 @@ pub async fn poll_until<T>(
 }
 
 /// Shortens a long description for a panic message: the first and last few items.
-pub fn summarize<T: std::fmt::Debug>(items: &[T], keep: usize) -> String {
-    if items.len() <= 2 * keep {
-        return format!("{items:?}");
+pub fn summarize<I>(items: I, keep: usize) -> String
+where
+    I: IntoIterator,
+    I::Item: std::fmt::Debug,
+    I::IntoIter: ExactSizeIterator + DoubleEndedIterator + Clone,
+{
+    let items = items.into_iter();
+    let len = items.len();
+    if len <= 2 * keep {
+        return format!("{:?}", items.collect::<Vec<_>>());
     }
-    format!(
-        "{} items: {:?} ... {:?}",
-        items.len(),
-        &items[..keep],
-        &items[items.len() - keep..]
-    )
+    let first: Vec<_> = items.clone().take(keep).collect();
+    let mut last: Vec<_> = items.rev().take(keep).collect();
+    last.reverse();
+    format!("{len} items: {first:?} ... {last:?}")
 }
