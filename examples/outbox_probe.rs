@@ -1,6 +1,8 @@
 //! A probe behind a finding of BENCHMARKS.md: what group commit costs on sled 0.34.
 //!
 //! `cargo run --release --example outbox_probe [-- EVENTS]`
+//! `cargo run --release --example outbox_probe -- floor [SECS] [PENDING]`: sled's own
+//! floor (CPU per event at 200/s, peak RSS with a backlog), in [`floor`].
 //!
 //! Writes EVENTS (default 20,000) deliveries of a ~430-byte event, in groups of 1, 16,
 //! 128 and 1,024 events with one flush per group, three ways:
@@ -14,6 +16,9 @@
 //! `sync_file_range`, on every call (`PageCache::pin_log`), so a batch per event is a
 //! disk write per event whatever the group size. Reports events/s, and bytes written to
 //! storage per event (`/proc/self/io`).
+
+#[path = "outbox_probe/floor.rs"]
+mod floor;
 
 use std::time::{Duration, Instant};
 
@@ -127,11 +132,23 @@ fn run(way: &str, events: u64, group: u64) -> (f64, f64) {
     (n as f64 / secs, bytes as f64 / n as f64)
 }
 
+// As in the relay: the floor's RSS figures are the same allocator's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
-    let events: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(20_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize, default: f64| {
+        args.get(i)
+            .map(|a| a.parse().expect("a number"))
+            .unwrap_or(default)
+    };
+    match args.first().map(String::as_str) {
+        Some("floor") => return floor::run(num(1, 20.0), num(2, 1_000_000.0) as u64),
+        Some("floor-case") => return floor::case(&args[1], &args[2..]),
+        _ => {}
+    }
+    let events = num(0, 20_000.0) as u64;
     println!(
         "{:<12} {:>6} {:>12} {:>16}",
         "way", "group", "events/s", "disk bytes/event"
