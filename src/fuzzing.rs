@@ -28,7 +28,7 @@ use sha2::Sha256;
 
 use crate::config::{Config, ConfigError, TargetKind};
 use crate::event::Event;
-use crate::outbox::sled::record::Record;
+use crate::outbox::sled::record::{Record, SharedBody};
 use crate::retry::parse_retry_after;
 use crate::routes::Router;
 use crate::secret::Secret;
@@ -237,9 +237,14 @@ pub fn retry_after(data: &[u8]) {
     }
 }
 
-/// A stored outbox value: `Record::decode` never panics, and a decoded record encodes to
-/// something that decodes to it again.
+/// A stored outbox value: `Record::decode` and `SharedBody::decode` never panic, and a
+/// decoded record encodes to something that decodes to it again.
 pub fn record(data: &[u8]) {
+    if let Ok(shared) = SharedBody::decode(data) {
+        let names: Vec<&str> = shared.targets.iter().map(String::as_str).collect();
+        let again = SharedBody::decode(&SharedBody::encode(&names, &shared.body));
+        assert_eq!(again.as_ref(), Ok(&shared), "a shared body round-trips");
+    }
     let Ok(record) = Record::decode(data) else {
         return;
     };

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::keys::parse_key;
-use super::record::Record;
+use super::record::SharedBody;
 use super::store::Store;
 use crate::outbox::{Admin, BadId, Counts, Listed, OutboxError, State, Verified};
 
@@ -84,7 +84,7 @@ impl Admin for Store {
                             .unreadable
                             .push((shown(), String::new(), "a malformed key".into()))
                     }
-                    Some((state, target, seq)) => match Record::decode(&v) {
+                    Some((state, target, seq)) => match self.readable(seq, &v)? {
                         Ok(_) if state == State::Pending => found.pending += 1,
                         Ok(_) => found.dead += 1,
                         Err(e) => found.unreadable.push((
@@ -94,6 +94,13 @@ impl Admin for Store {
                         )),
                     },
                 },
+                Some(b'b') => {
+                    if let Err(e) = SharedBody::decode(&v) {
+                        found
+                            .unreadable
+                            .push((shown(), String::new(), e.to_string()));
+                    }
+                }
                 Some(b'k') => {
                     let target = k
                         .get(2..)

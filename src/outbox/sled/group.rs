@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::keys::{dedupe_key, key};
-use super::record::Record;
+use super::keys::{body_key, dedupe_key, key};
+use super::record::{Record, SharedBody};
 use super::store::Store;
 use crate::outbox::{OutboxError, State};
 
@@ -98,7 +98,16 @@ impl Group<'_> {
             return Ok((0, written));
         }
         let seq = store.db()?.generate_id().map_err(|e| store.storage(e))?;
-        let record = Record::new(body.clone(), self.now_ms).encode();
+        // With several deliveries the body is written once, beside small records.
+        let record = if written.len() > 1 {
+            let names: Vec<&str> = written.iter().map(|&i| targets[i].0).collect();
+            self.batch
+                .insert(&body_key(seq), SharedBody::encode(&names, body));
+            Record::new_shared(self.now_ms)
+        } else {
+            Record::new(body.clone(), self.now_ms)
+        }
+        .encode();
         for (&i, mark) in written.iter().zip(marks) {
             self.batch
                 .insert(key(State::Pending, targets[i].0, seq), record.as_slice());

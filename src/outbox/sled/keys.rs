@@ -31,6 +31,14 @@ pub(crate) fn target_prefix(state: State, target: &str) -> Vec<u8> {
     k
 }
 
+/// `b/<seq>`: the body an event's deliveries share, when it has several.
+pub(crate) fn body_key(seq: u64) -> [u8; 10] {
+    let mut k = [0; 10];
+    k[..2].copy_from_slice(b"b/");
+    k[2..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
 /// `k/<target>\0<dedupe key>`: one dedupe mark.
 pub(crate) fn dedupe_key(target: &str, dedupe: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + target.len() + 1 + dedupe.len());

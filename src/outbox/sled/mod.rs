@@ -8,6 +8,7 @@
 //! m/instance                    8 random bytes, made when the store is created
 //! p/<target>\0<seq u64 BE>      pending delivery  (Record)
 //! d/<target>\0<seq u64 BE>      dead letter       (Record, with its cause)
+//! b/<seq u64 BE>                the body of an event with several deliveries (SharedBody)
 //! k/<target>\0<dedupe key>      dedupe mark       (expiry, ms since epoch, u64 BE)
 //! ```
 //!
@@ -23,6 +24,11 @@
 //!   keeps the highest durable `seq` (the watermark) and queues never read past it.
 //! - A pending record leaves only by `complete` (after a 2xx) or by moving, in one batch,
 //!   to a dead letter.
+//! - An event with several deliveries has its body written once, under `b/<seq>`, in the
+//!   same batch as its records (format 3, no body of their own). The body leaves in the
+//!   batch that removes the last of those pending records (completed, dead-lettered or
+//!   purged; the store serialises these), so a pending record never lacks its body and
+//!   no body outlives its deliveries. A dead letter keeps a copy of its own.
 //! - The delivery id sent as `webhook-id` is derived from the instance and the seq, so it
 //!   is stable across retries and restarts and unique across stores.
 //! - The pending and dead gauges equal what is stored at every quiet moment
@@ -308,6 +314,9 @@ fn record(d: &Delivery<u64>, failure: Failure, cause: Option<crate::failure::Cau
         failure: Some(failure),
         cause,
         body: d.body.clone(),
+        // The store keeps a shared body shared when it reschedules (it reads how the
+        // record was stored) and gives a dead letter its own copy.
+        shared: false,
     }
 }
 

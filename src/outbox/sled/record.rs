@@ -1,6 +1,7 @@
 //! The on-disk form of one delivery.
 //!
-//! Format 2 (written by this version):
+//! Format 2 (written by this version for an event with one delivery, and for every dead
+//! letter):
 //! ```text
 //! version  u8      2
 //! attempts u32 BE  attempts made so far
@@ -10,6 +11,10 @@
 //! cause    u8 tag, then its fields: why a dead letter was given up on, 0 for none
 //! body     the rest: the event JSON exactly as received
 //! ```
+//! Format 3 (written by this version for each delivery of an event with several) is
+//! format 2 with version 3 and no body: the body is stored once for all of the event's
+//! deliveries, as a [`SharedBody`] under `b/<seq>`, and read from there.
+//!
 //! Format 1 (earlier versions) had a length-prefixed UTF-8 `reason` where format 2 has
 //! `failure` and `cause`; it is still read, its reason kept as [`Failure::Recorded`], so
 //! a store written before typed failures opens and drains.
@@ -25,6 +30,10 @@ use crate::failure::{Cause, Failure};
 
 const VERSION_1: u8 = 1;
 const VERSION: u8 = 2;
+/// Format 2 without the body: it is in the event's [`SharedBody`].
+const VERSION_SHARED: u8 = 3;
+/// The version byte of a [`SharedBody`].
+const BODY_VERSION: u8 = 1;
 /// version, attempts, enqueued, next.
 const FIXED: usize = 1 + 4 + 8 + 8;
 
@@ -41,14 +50,83 @@ pub(crate) struct Record {
     pub failure: Option<Failure>,
     /// For a dead letter: why it was given up on.
     pub cause: Option<Cause>,
+    /// The event JSON exactly as received. Empty in a record just decoded from format 3:
+    /// the store fills it in from the event's [`SharedBody`] before anyone reads it.
+    pub body: Bytes,
+    /// The body is stored once for the event's deliveries (format 3), not in the record:
+    /// a multi-target event's body is written once, and each target's record stays small
+    /// (sled copies a whole leaf of records on every write).
+    pub shared: bool,
+}
+
+/// The body of an event with several deliveries, stored once under `b/<seq>`:
+/// ```text
+/// version  u8      1
+/// count    u16 BE  how many targets share it
+/// target   u16 BE length, then the name's bytes; `count` times
+/// body     the rest: the event JSON exactly as received
+/// ```
+/// The names say whose pending records may still read it: it is removed, in the same
+/// batch, with the last of them (dead letters keep a copy of their own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SharedBody {
+    /// The targets the event got a delivery for.
+    pub targets: Vec<String>,
     /// The event JSON exactly as received.
     pub body: Bytes,
+}
+
+impl SharedBody {
+    pub(crate) fn encode(targets: &[&str], body: &[u8]) -> Vec<u8> {
+        let names: usize = targets.iter().map(|t| 2 + t.len()).sum();
+        let mut out = Vec::with_capacity(3 + names + body.len());
+        out.push(BODY_VERSION);
+        out.extend_from_slice(&(targets.len() as u16).to_be_bytes());
+        for t in targets {
+            out.extend_from_slice(&(t.len() as u16).to_be_bytes());
+            out.extend_from_slice(t.as_bytes());
+        }
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// The target names alone, without copying the body: what a completion reads.
+    pub(crate) fn targets(bytes: &[u8]) -> Result<(Vec<&str>, usize), CorruptRecord> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.u8()? != BODY_VERSION {
+            return Err(CorruptRecord("unknown shared body version"));
+        }
+        let count = r.u16()?;
+        let mut names = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let len = usize::from(r.u16()?);
+            let name = r.take(len)?;
+            names.push(
+                std::str::from_utf8(name).map_err(|_| CorruptRecord("target name is not UTF-8"))?,
+            );
+        }
+        Ok((names, r.at))
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<SharedBody, CorruptRecord> {
+        let (names, at) = SharedBody::targets(bytes)?;
+        Ok(SharedBody {
+            targets: names.into_iter().map(str::to_owned).collect(),
+            body: Bytes::copy_from_slice(&bytes[at..]),
+        })
+    }
 }
 
 /// A stored value that is not a record this version can read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unreadable delivery record ({0})")]
 pub(crate) struct CorruptRecord(&'static str);
+
+impl CorruptRecord {
+    pub(crate) fn new(why: &'static str) -> CorruptRecord {
+        CorruptRecord(why)
+    }
+}
 
 impl Record {
     /// A delivery accepted at `now_ms`, never attempted.
@@ -60,6 +138,16 @@ impl Record {
             failure: None,
             cause: None,
             body,
+            shared: false,
+        }
+    }
+
+    /// A delivery of an event with several, accepted at `now_ms`: its body is stored once,
+    /// in the event's [`SharedBody`].
+    pub(crate) fn new_shared(now_ms: u64) -> Record {
+        Record {
+            shared: true,
+            ..Record::new(Bytes::new(), now_ms)
         }
     }
 
@@ -72,22 +160,28 @@ impl Record {
         })
     }
 
+    /// Whether a stored value is a record whose body is shared (format 3).
+    pub(crate) fn is_shared(value: &[u8]) -> bool {
+        value.first() == Some(&VERSION_SHARED)
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(FIXED + 16 + self.body.len());
-        out.push(VERSION);
+        let body: &[u8] = if self.shared { &[] } else { &self.body };
+        let mut out = Vec::with_capacity(FIXED + 16 + body.len());
+        out.push(if self.shared { VERSION_SHARED } else { VERSION });
         out.extend_from_slice(&self.attempts.to_be_bytes());
         out.extend_from_slice(&self.enqueued_ms.to_be_bytes());
         out.extend_from_slice(&self.next_attempt_ms.to_be_bytes());
         put_failure(&mut out, self.failure.as_ref());
         put_cause(&mut out, self.cause);
-        out.extend_from_slice(&self.body);
+        out.extend_from_slice(body);
         out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Record, CorruptRecord> {
         let mut r = Reader { bytes, at: 0 };
         let version = r.u8()?;
-        if version != VERSION && version != VERSION_1 {
+        if ![VERSION_1, VERSION, VERSION_SHARED].contains(&version) {
             return Err(CorruptRecord("unknown version"));
         }
         let attempts = r.u32()?;
@@ -102,6 +196,12 @@ impl Record {
         } else {
             (r.failure()?, r.cause()?)
         };
+        let shared = version == VERSION_SHARED;
+        if shared && r.at != bytes.len() {
+            return Err(CorruptRecord(
+                "a shared-body record with bytes after its header",
+            ));
+        }
         Ok(Record {
             attempts,
             enqueued_ms,
@@ -109,6 +209,7 @@ impl Record {
             failure,
             cause,
             body: Bytes::copy_from_slice(&bytes[r.at..]),
+            shared,
         })
     }
 }
@@ -174,8 +275,8 @@ struct Reader<'a> {
     at: usize,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], CorruptRecord> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CorruptRecord> {
         let end = self
             .at
             .checked_add(n)
@@ -308,12 +409,56 @@ mod tests {
                     failure: Some(failure.clone()),
                     cause,
                     body: Bytes::from_static(br#"{"tweet_id":"1"}"#),
+                    shared: false,
                 };
                 assert_eq!(Record::decode(&r.encode()).unwrap(), r);
+                // Format 3: the same header, and no body of its own.
+                let shared = Record {
+                    shared: true,
+                    body: Bytes::new(),
+                    ..r.clone()
+                };
+                let encoded = shared.encode();
+                assert_eq!(encoded.len(), r.encode().len() - r.body.len());
+                assert!(Record::is_shared(&encoded) && !Record::is_shared(&r.encode()));
+                assert_eq!(Record::decode(&encoded).unwrap(), shared);
             }
         }
         let fresh = Record::new(Bytes::from_static(b"{}"), 5);
         assert_eq!(Record::decode(&fresh.encode()).unwrap(), fresh);
+    }
+
+    #[test]
+    fn a_shared_record_never_carries_a_body_and_a_shared_body_round_trips() {
+        // A shared record encodes without the body it was filled in with.
+        let filled = Record {
+            body: Bytes::from_static(b"{\"a\":1}"),
+            ..Record::new_shared(7)
+        };
+        let back = Record::decode(&filled.encode()).unwrap();
+        assert!(back.shared);
+        assert!(back.body.is_empty());
+        // Bytes after a shared record's header are damage, not a body.
+        let mut long = Record::new_shared(7).encode();
+        long.push(b'{');
+        assert!(Record::decode(&long).is_err());
+
+        let names = ["slack", "ops.discord", ""];
+        let encoded = SharedBody::encode(&names, b"{\"tweet_id\":\"1\"}");
+        let (read, at) = SharedBody::targets(&encoded).unwrap();
+        assert_eq!(read, names);
+        assert_eq!(&encoded[at..], b"{\"tweet_id\":\"1\"}");
+        let decoded = SharedBody::decode(&encoded).unwrap();
+        assert_eq!(decoded.targets, names);
+        assert_eq!(decoded.body.as_ref(), b"{\"tweet_id\":\"1\"}");
+        // Every prefix is an error or a body, never a panic; a wrong version is an error.
+        for n in 0..encoded.len() {
+            let _ = SharedBody::decode(&encoded[..n]);
+        }
+        assert!(SharedBody::decode(&[]).is_err());
+        let mut other = encoded.clone();
+        other[0] = 9;
+        assert!(SharedBody::decode(&other).is_err());
     }
 
     /// A record exactly as the version before typed failures wrote it.

@@ -2,8 +2,8 @@
 //! the reads and writes the runtime and the admin commands are built from. The layout
 //! and its invariants are in the [module doc](super).
 
-use super::keys::{key, parse_key, prefix, target_prefix};
-use super::record::{CorruptRecord, Record};
+use super::keys::{body_key, key, parse_key, prefix, target_prefix};
+use super::record::{CorruptRecord, Record, SharedBody};
 use crate::outbox::{OutboxError, State, Synced};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -31,8 +31,6 @@ pub(crate) struct Stored {
     pub target: String,
     /// Its seq (the event's).
     pub seq: u64,
-    /// Pending or dead.
-    pub state: State,
     /// The record, or why this version cannot read it.
     pub record: Result<Record, CorruptRecord>,
 }
@@ -54,6 +52,11 @@ pub(crate) struct Store {
     /// The fdatasync that sled's flush leaves out (see fsync.rs): every flush goes
     /// through it.
     synced: Synced,
+    /// Held while a delivery whose body is shared leaves the pending state: whoever
+    /// removes the last of an event's pending records must see that it is the last, and
+    /// remove the body with it. Without it, two targets finishing the same event at once
+    /// could each see the other still pending and leave the body behind.
+    bodies: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -129,6 +132,7 @@ impl Store {
             instance,
             _lock: std::sync::Arc::new(lock),
             synced,
+            bodies: Default::default(),
         })
     }
 
@@ -274,7 +278,7 @@ impl Store {
                 continue;
             };
             scan.last = Some(seq);
-            match Record::decode(&v) {
+            match self.readable(seq, &v)? {
                 Ok(r) => scan.items.push((seq, r)),
                 Err(e) => {
                     // Left in place (nothing is deleted silently): `outbox list` shows it
@@ -286,40 +290,107 @@ impl Store {
         Ok(scan)
     }
 
-    /// The target answered 2xx: the delivery leaves the outbox.
+    /// A stored pending or dead value as a record with its body: a format-3 record's
+    /// comes from the event's shared body, and is unreadable if that is missing.
+    pub(super) fn readable(
+        &self,
+        seq: u64,
+        value: &[u8],
+    ) -> Result<Result<Record, CorruptRecord>, OutboxError> {
+        let mut record = match Record::decode(value) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        if record.shared {
+            let Some(v) = self.db()?.get(body_key(seq)).map_err(|e| self.storage(e))? else {
+                return Ok(Err(CorruptRecord::new("its shared body is missing")));
+            };
+            match SharedBody::decode(&v) {
+                Ok(shared) => record.body = shared.body,
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Ok(record))
+    }
+
+    /// The target answered 2xx: the delivery leaves the outbox (and its event's shared
+    /// body with it, if it was the last to read it).
     pub(crate) fn complete(&self, target: &str, seq: u64) -> Result<(), OutboxError> {
-        self.db()?
-            .remove(key(State::Pending, target, seq))
-            .map(drop)
-            .map_err(|e| self.storage(e))
+        self.leave_pending(target, seq, |_| {})
+    }
+
+    /// Remove `target`'s pending record of `seq`, with whatever `also` adds to the same
+    /// batch, and the event's shared body if no other target's pending record reads it.
+    fn leave_pending(
+        &self,
+        target: &str,
+        seq: u64,
+        also: impl FnOnce(&mut sled::Batch),
+    ) -> Result<(), OutboxError> {
+        let db = self.db()?;
+        let storage = |e| self.storage(e);
+        let body = body_key(seq);
+        let mut batch = sled::Batch::default();
+        batch.remove(key(State::Pending, target, seq));
+        also(&mut batch);
+        // An event with one delivery has no shared body: no lock, no reads.
+        if !db.contains_key(body).map_err(storage)? {
+            return db.apply_batch(batch).map_err(storage);
+        }
+        let _last = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = db.get(body).map_err(storage)? {
+            // An unreadable body is kept, for `outbox verify` to name.
+            if let Ok((names, _)) = SharedBody::targets(&v) {
+                let mut others = names.into_iter().filter(|&n| n != target);
+                let read_elsewhere = others.try_fold(false, |found, n| {
+                    Ok::<_, sled::Error>(found || db.contains_key(key(State::Pending, n, seq))?)
+                });
+                if !read_elsewhere.map_err(storage)? {
+                    batch.remove(&body);
+                }
+            }
+        }
+        db.apply_batch(batch).map_err(storage)
     }
 
     /// Store the retry state (attempts, next attempt, last error) of a pending delivery.
+    /// A record whose body is shared stays so: the body is not written again.
     pub(crate) fn reschedule(
         &self,
         target: &str,
         seq: u64,
         record: &Record,
     ) -> Result<(), OutboxError> {
-        self.db()?
-            .insert(key(State::Pending, target, seq), record.encode())
+        let db = self.db()?;
+        let k = key(State::Pending, target, seq);
+        let was = db.get(&k).map_err(|e| self.storage(e))?;
+        let shared = was.is_some_and(|v| Record::is_shared(&v));
+        let record = Record {
+            shared,
+            ..record.clone()
+        };
+        db.insert(k, record.encode())
             .map(drop)
             .map_err(|e| self.storage(e))
     }
 
     /// Move a pending delivery to the dead letters, in one batch. Not flushed at once:
-    /// after a crash it is at worst pending again and gets one more attempt.
+    /// after a crash it is at worst pending again and gets one more attempt. A dead
+    /// letter keeps its own copy of the body: it may outlive the event's other
+    /// deliveries by days, and `outbox retry` moves it back on its own.
     pub(crate) fn dead_letter(
         &self,
         target: &str,
         seq: u64,
         record: &Record,
     ) -> Result<(), OutboxError> {
-        let mut batch = sled::Batch::default();
-        batch.remove(key(State::Pending, target, seq));
-        batch.insert(key(State::Dead, target, seq), record.encode());
-        self.db()?.apply_batch(batch).map_err(|e| self.storage(e))?;
-        Ok(())
+        let dead = Record {
+            shared: false,
+            ..record.clone()
+        };
+        self.leave_pending(target, seq, |batch| {
+            batch.insert(key(State::Dead, target, seq), dead.encode())
+        })
     }
 
     /// Every delivery in `state`, optionally of one target, in key order.
@@ -343,13 +414,12 @@ impl Store {
                     Ok(kv) => kv,
                     Err(e) => return Some(Err(self.storage(e))),
                 };
-                let (state, target, seq) = parse_key(&k)?;
+                let (_, target, seq) = parse_key(&k)?;
                 // An unreadable record is listed (so it can be seen and purged), not fatal.
-                Some(Ok(Stored {
+                Some(self.readable(seq, &v).map(|record| Stored {
                     target: target.to_owned(),
                     seq,
-                    state,
-                    record: Record::decode(&v),
+                    record,
                 }))
             }))
     }
@@ -419,14 +489,22 @@ impl Store {
         Ok(moved)
     }
 
-    /// Delete deliveries (dead letters with `dead`, else pending ones). Returns the count.
+    /// Delete deliveries (dead letters with `dead`, else pending ones, with the shared
+    /// bodies no pending record reads any more). Returns the count.
     pub(crate) fn purge(&self, state: State, target: Option<&str>) -> Result<u64, OutboxError> {
-        let keys: Vec<Vec<u8>> = self
+        let keys: Vec<(String, u64)> = self
             .list(state, target)
-            .map(|s| s.map(|s| key(s.state, &s.target, s.seq)))
+            .map(|s| s.map(|s| (s.target, s.seq)))
             .collect::<Result<_, _>>()?;
-        for k in &keys {
-            self.db()?.remove(k).map_err(|e| self.storage(e))?;
+        for (target, seq) in &keys {
+            match state {
+                State::Pending => self.leave_pending(target, *seq, |_| {})?,
+                State::Dead => {
+                    self.db()?
+                        .remove(key(state, target, *seq))
+                        .map_err(|e| self.storage(e))?;
+                }
+            }
         }
         self.flush_blocking()?;
         Ok(keys.len() as u64)

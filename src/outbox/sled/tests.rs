@@ -3,6 +3,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::keys::{key, parse_key};
+use super::record::Record;
 use super::store::{Store as Outbox, Stored};
 use crate::failure::Failure;
 use crate::outbox::{Admin, BadId, OutboxError, State};
@@ -608,4 +609,237 @@ fn verify_reads_everything_names_what_is_unreadable_and_writes_nothing() {
     assert!(why.contains("unreadable"), "{why}");
     let after: Vec<_> = db.iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(before, after, "verify wrote nothing");
+}
+
+/// The shared bodies left in the store.
+fn bodies(store: &Outbox) -> Vec<u64> {
+    store
+        .db()
+        .unwrap()
+        .scan_prefix(b"b/")
+        .keys()
+        .map(|k| u64::from_be_bytes(k.unwrap()[2..].try_into().unwrap()))
+        .collect()
+}
+
+/// The stored size of `target`'s pending record of `seq`.
+fn record_len(store: &Outbox, target: &str, seq: u64) -> usize {
+    let db = store.db().unwrap();
+    db.get(key(State::Pending, target, seq))
+        .unwrap()
+        .unwrap()
+        .len()
+}
+
+fn three_targets() -> Vec<(&'static str, String)> {
+    ["x", "y", "z"].map(|t| (t, "k".to_string())).to_vec()
+}
+
+#[test]
+fn an_event_for_several_targets_stores_its_body_once_and_the_last_delivery_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let text = format!("{{\"tweet_text\":\"{}\"}}", "a".repeat(500));
+    let (seq, _) = store
+        .enqueue(&body(&text), &three_targets(), DAY, 0)
+        .unwrap();
+    let (alone, _) = store
+        .enqueue(&body(&text), &[("x", "other".to_string())], DAY, 0)
+        .unwrap();
+    assert_eq!(
+        bodies(&store),
+        vec![seq],
+        "one body, for the event with three"
+    );
+    for t in ["x", "y", "z"] {
+        assert!(
+            record_len(&store, t, seq) < 64,
+            "{t}'s record carries no body"
+        );
+        let (s, r) = store.pending(t, None, seq, 1).unwrap().remove(0);
+        assert_eq!(
+            (s, r.body.as_ref()),
+            (seq, text.as_bytes()),
+            "{t} reads the body"
+        );
+    }
+    assert!(
+        record_len(&store, "x", alone) > 500,
+        "an event with one delivery keeps it inline"
+    );
+
+    store.complete("x", seq).unwrap();
+    store.complete("z", seq).unwrap();
+    assert_eq!(bodies(&store), vec![seq], "y still reads it");
+    let listed: Vec<Stored> = store
+        .list(State::Pending, Some("y"))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        listed[0].record.as_ref().unwrap().body.as_ref(),
+        text.as_bytes()
+    );
+    store.complete("y", seq).unwrap();
+    assert!(
+        bodies(&store).is_empty(),
+        "the last delivery took the body with it"
+    );
+    store.complete("x", alone).unwrap();
+    assert!(store.db().unwrap().scan_prefix(b"p/").next().is_none());
+}
+
+#[test]
+fn a_shared_body_survives_retries_dead_letters_purges_and_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "{\"n\":1}";
+    let seq = {
+        let store = Outbox::open(dir.path()).unwrap();
+        let (seq, _) = store
+            .enqueue(&body(text), &three_targets(), DAY, 0)
+            .unwrap();
+        store.flush_blocking().unwrap();
+        seq
+    };
+    let store = Outbox::open(dir.path()).unwrap();
+    assert_eq!(
+        bodies(&store),
+        vec![seq],
+        "the body came back with the records"
+    );
+
+    // A retry keeps x's record small and its body readable.
+    let mut rec = store.pending("x", None, seq, 1).unwrap().remove(0).1;
+    let small = record_len(&store, "x", seq);
+    rec.attempts = 3;
+    rec.failure = Some(Failure::Rejected {
+        status: 503,
+        body: String::new(),
+    });
+    store
+        .reschedule(
+            "x",
+            seq,
+            &Record {
+                shared: false,
+                ..rec.clone()
+            },
+        )
+        .unwrap();
+    assert!(
+        record_len(&store, "x", seq) < small + 16,
+        "no body written again"
+    );
+    let again = store.pending("x", None, seq, 1).unwrap().remove(0).1;
+    assert_eq!((again.attempts, again.body.as_ref()), (3, text.as_bytes()));
+
+    // A dead letter gets its own copy; the others still read the shared one.
+    rec.failure = Some(Failure::Rejected {
+        status: 404,
+        body: String::new(),
+    });
+    store.dead_letter("x", seq, &rec).unwrap();
+    let dead: Vec<Stored> = store
+        .list(State::Dead, None)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        dead[0].record.as_ref().unwrap().body.as_ref(),
+        text.as_bytes()
+    );
+    assert_eq!(bodies(&store), vec![seq]);
+
+    // Purging y leaves z's body; purging z, the last pending, removes it.
+    assert_eq!(store.purge(State::Pending, Some("y")).unwrap(), 1);
+    assert_eq!(bodies(&store), vec![seq], "z still reads it");
+    assert_eq!(store.purge(State::Pending, Some("z")).unwrap(), 1);
+    assert!(bodies(&store).is_empty());
+
+    // The dead letter, moved back, is a delivery on its own with its own body.
+    assert_eq!(
+        store.retry_dead(None, &[]).unwrap(),
+        vec![("x".to_string(), seq)]
+    );
+    let back = store.pending("x", None, seq, 1).unwrap().remove(0).1;
+    assert_eq!(back.body.as_ref(), text.as_bytes());
+    store.complete("x", seq).unwrap();
+    assert_eq!(Admin::verify(&store).unwrap().pending, 0);
+}
+
+#[test]
+fn targets_finishing_the_same_events_at_once_leave_no_body_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let seqs: Vec<u64> = (0..300)
+        .map(|i| {
+            let targets = ["x", "y", "z"].map(|t| (t, format!("k{i}")));
+            store.enqueue(&body("{}"), &targets, DAY, 0).unwrap().0
+        })
+        .collect();
+    assert_eq!(bodies(&store).len(), 300);
+    std::thread::scope(|scope| {
+        for t in ["x", "y", "z"] {
+            let (store, seqs) = (&store, &seqs);
+            scope.spawn(move || {
+                for &seq in seqs {
+                    if t == "y" && seq % 2 == 0 {
+                        let rec = store
+                            .pending(t, seq.checked_sub(1), seq, 1)
+                            .unwrap()
+                            .remove(0)
+                            .1;
+                        store.dead_letter(t, seq, &rec).unwrap();
+                    } else {
+                        store.complete(t, seq).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    assert!(
+        bodies(&store).is_empty(),
+        "{} bodies left",
+        bodies(&store).len()
+    );
+    let dead: Vec<Stored> = store
+        .list(State::Dead, None)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(dead.len(), 150);
+    assert!(
+        dead.iter()
+            .all(|d| d.record.as_ref().unwrap().body.as_ref() == b"{}")
+    );
+}
+
+#[test]
+fn a_shared_record_without_its_body_is_unreadable_not_an_empty_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let (seq, _) = store
+        .enqueue(&body("{}"), &three_targets(), DAY, 0)
+        .unwrap();
+    let db = store.db().unwrap();
+    assert!(Admin::verify(&store).unwrap().unreadable.is_empty());
+    db.remove(super::keys::body_key(seq)).unwrap();
+    let scan = store.scan_pending("x", None, seq, 10).unwrap();
+    assert_eq!(
+        (scan.items.len(), scan.scanned),
+        (0, 1),
+        "stepped over, not sent empty"
+    );
+    let found = Admin::verify(&store).unwrap();
+    assert_eq!(found.unreadable.len(), 3, "{:?}", found.unreadable);
+    assert!(
+        found
+            .unreadable
+            .iter()
+            .all(|u| u.2.contains("shared body is missing"))
+    );
+    db.insert(super::keys::body_key(seq), &b"\x07"[..]).unwrap();
+    let found = Admin::verify(&store).unwrap();
+    assert!(
+        found.unreadable.iter().any(|u| u.0.starts_with("b/")),
+        "{:?}",
+        found.unreadable
+    );
 }
