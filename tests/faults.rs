@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::server::*;
 use support::*;
@@ -135,6 +135,17 @@ async fn a_full_disk_stops_intake_loses_nothing_and_resumes_when_there_is_room()
         "one ERROR line for the episode: {errors:#?}"
     );
     assert!(errors[0].contains("cannot store events"), "{errors:#?}");
+    // A read during the episode may fail too (sled's error is sticky until the store
+    // reopens): a warning, once per failing stretch, never a second ERROR.
+    let read_warnings = logs
+        .iter()
+        .filter(|l| l.contains("Cannot read the outbox"))
+        .inspect(|l| assert!(l.contains("WARN"), "{l}"))
+        .count();
+    assert!(
+        read_warnings <= 1,
+        "{read_warnings} read warnings: {logs:#?}"
+    );
     assert!(
         !logs
             .iter()
@@ -232,7 +243,17 @@ fn sled_on_a_full_disk_keeps_what_it_acknowledged_and_batches_stay_whole() {
     drop(db);
 
     fs.resize("64m");
-    let db = open().expect("sled reopens once there is room");
+    // The dropped db's background flusher lets go of sled's file lock within its flush
+    // interval (seen failing under load when reopened at once): wait for that, no more.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut reopened = open();
+    while matches!(&reopened, Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock"))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        reopened = open();
+    }
+    let db = reopened.expect("sled reopens once there is room");
     let (mut marks, mut deliveries) = (0u32, 0u32);
     for i in 0..acked + 200 {
         let mark = db.get(format!("k/{i:08}")).unwrap().is_some();

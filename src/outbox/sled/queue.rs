@@ -106,8 +106,10 @@ impl Queue for SledQueue {
                 }
                 Err(e) => {
                     let e = self.outbox.failed("reading deliveries", e);
+                    // A warning: `failed` has logged the episode's one ERROR (a read
+                    // fails when sled's write error is sticky, until the store reopens).
                     if !std::mem::replace(&mut self.failing, true) {
-                        tracing::error!(target = %self.slot.name, error = %error_chain(&e), "Cannot read the outbox; trying again every second");
+                        tracing::warn!(target = %self.slot.name, error = %error_chain(&e), "Cannot read the outbox; trying again every second");
                     }
                     tokio::time::sleep(READ_RETRY).await;
                     continue;
