@@ -25,10 +25,12 @@
 //! - A pending record leaves only by `complete` (after a 2xx) or by moving, in one batch,
 //!   to a dead letter.
 //! - An event with several deliveries has its body written once, under `b/<seq>`, in the
-//!   same batch as its records (format 3, no body of their own). The body leaves in the
-//!   batch that removes the last of those pending records (completed, dead-lettered or
-//!   purged; the store serialises these), so a pending record never lacks its body and
-//!   no body outlives its deliveries. A dead letter keeps a copy of its own.
+//!   same batch as its records (format 3, no body of their own). The body is removed
+//!   after the last of those pending records (completed, dead-lettered or purged; the
+//!   store serialises these), so a pending record never lacks its body. A crash between
+//!   the two removes leaves a body nothing reads; `run` removes those older than every
+//!   target's oldest pending delivery when it opens the store. A dead letter keeps a
+//!   copy of its own.
 //! - The delivery id sent as `webhook-id` is derived from the instance and the seq, so it
 //!   is stable across retries and restarts and unique across stores.
 //! - The pending and dead gauges equal what is stored at every quiet moment
@@ -127,6 +129,13 @@ impl SledOutbox {
         shutdown: Shutdown,
     ) -> Result<SledOutbox, OutboxError> {
         let store = Store::open(&config.outbox.path)?;
+        let swept = store.sweep_bodies()?;
+        if swept > 0 {
+            tracing::info!(
+                swept,
+                "Removed event bodies that no pending delivery reads (left by a crash)"
+            );
+        }
         let names: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
         for orphan in store
             .targets_with_deliveries()?

@@ -843,3 +843,41 @@ fn a_shared_record_without_its_body_is_unreadable_not_an_empty_delivery() {
         found.unreadable
     );
 }
+
+#[test]
+fn the_sweep_at_open_removes_only_bodies_no_pending_delivery_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let seqs: Vec<u64> = (0..4)
+        .map(|i| {
+            let targets = ["x", "y"].map(|t| (t, format!("k{i}")));
+            store.enqueue(&body("{}"), &targets, DAY, 0).unwrap().0
+        })
+        .collect();
+    let db = store.db().unwrap();
+    // A crash between the last record's remove and its body's: the first two events'
+    // records are gone, their bodies left.
+    for &seq in &seqs[..2] {
+        for t in ["x", "y"] {
+            db.remove(key(State::Pending, t, seq)).unwrap();
+        }
+    }
+    // The third is still read by y alone; the fourth by both.
+    db.remove(key(State::Pending, "x", seqs[2])).unwrap();
+    assert_eq!(store.sweep_bodies().unwrap(), 2);
+    assert_eq!(bodies(&store), seqs[2..].to_vec());
+    for (t, seq) in [("y", seqs[2]), ("x", seqs[3]), ("y", seqs[3])] {
+        let (s, r) = store
+            .pending(t, seq.checked_sub(1), seq, 1)
+            .unwrap()
+            .remove(0);
+        assert_eq!((s, r.body.as_ref()), (seq, &b"{}"[..]), "{t} {seq}");
+    }
+    assert_eq!(store.sweep_bodies().unwrap(), 0, "nothing more to sweep");
+    // Nothing pending: every body left goes.
+    for (t, seq) in [("y", seqs[2]), ("x", seqs[3]), ("y", seqs[3])] {
+        db.remove(key(State::Pending, t, seq)).unwrap();
+    }
+    assert_eq!(store.sweep_bodies().unwrap(), 2);
+    assert!(bodies(&store).is_empty());
+}
