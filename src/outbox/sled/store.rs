@@ -55,11 +55,12 @@ pub(crate) struct Store {
     /// The fdatasync that sled's flush leaves out (see fsync.rs): every flush goes
     /// through it.
     synced: Synced,
-    /// Held while a delivery whose body is shared leaves the pending state, one lock per
-    /// seq modulo [`BODY_LOCKS`] (so targets finishing different events do not wait on
-    /// each other): whoever removes the last of an event's pending records must see
-    /// that it is the last, and remove the body. Without it, two targets finishing the
-    /// same event at once could each see the other still pending and leave the body.
+    /// Held while a target that has just removed its record of an event with a shared
+    /// body looks for the event's other records, one lock per seq modulo
+    /// [`BODY_LOCKS`] (so targets finishing different events do not wait on each
+    /// other): whoever looks last must see that it is the last, and remove the body.
+    /// Without it, two targets finishing the same event at once could each see the
+    /// other's record still there and leave the body behind.
     bodies: std::sync::Arc<[std::sync::Mutex<()>; BODY_LOCKS]>,
 }
 
@@ -350,12 +351,14 @@ impl Store {
         let Some(names) = db.get(body).map_err(storage)? else {
             return leave().map_err(storage);
         };
-        let _last = self.bodies[(seq % BODY_LOCKS as u64) as usize]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
         leave().map_err(storage)?;
         // An unreadable body is kept, for `outbox verify` to name.
         if let Ok((names, _)) = SharedBody::targets(&names) {
+            // Each target removes its record before it takes the lock, so whichever
+            // looks last, in the lock's order, sees every other record gone.
+            let _last = self.bodies[(seq % BODY_LOCKS as u64) as usize]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let mut others = names.into_iter().filter(|&n| n != target);
             let read_elsewhere = others.try_fold(false, |found, n| {
                 Ok::<_, sled::Error>(found || db.contains_key(key(State::Pending, n, seq))?)
