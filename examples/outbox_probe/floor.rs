@@ -55,6 +55,21 @@ struct Figures {
     peak_rss_kib: u64,
 }
 
+impl Figures {
+    /// A case whose writes are not timed one by one: `events` since `start`, with the CPU
+    /// time spent since `cpu_before`.
+    fn untimed(events: u64, start: Instant, cpu_before: f64) -> Figures {
+        Figures {
+            events,
+            secs: start.elapsed().as_secs_f64(),
+            cpu_secs: cpu_secs() - cpu_before,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+            peak_rss_kib: peak_rss_kib(),
+        }
+    }
+}
+
 /// `outbox_probe floor [SECS] [PENDING]`: run every case in a child and print the table.
 pub fn run(secs: f64, pending: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -234,14 +249,7 @@ fn fill(store: &Path, pending: u64, group: usize) -> Figures {
         db.flush().expect("flush");
         log.sync_data().expect("fdatasync");
     }
-    Figures {
-        events: pending,
-        secs: start.elapsed().as_secs_f64(),
-        cpu_secs: cpu_secs() - cpu_before,
-        p50_ms: 0.0,
-        p99_ms: 0.0,
-        peak_rss_kib: peak_rss_kib(),
-    }
+    Figures::untimed(pending, start, cpu_before)
 }
 
 fn drain(store: &Path) -> Figures {
@@ -265,14 +273,7 @@ fn drain(store: &Path) -> Figures {
     }
     db.apply_batch(batch).expect("batch");
     db.flush().expect("flush");
-    Figures {
-        events: removed,
-        secs: start.elapsed().as_secs_f64(),
-        cpu_secs: cpu_secs() - cpu_before,
-        p50_ms: 0.0,
-        p99_ms: 0.0,
-        peak_rss_kib: peak_rss_kib(),
-    }
+    Figures::untimed(removed, start, cpu_before)
 }
 
 fn open(dir: &Path, flusher: bool) -> sled::Db {
