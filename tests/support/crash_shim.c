@@ -162,13 +162,8 @@ int open(const char *path, int flags, ...) {
     return opened(AT_FDCWD, path, flags, mode, 0);
 }
 
-int open64(const char *path, int flags, ...) {
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    return opened(AT_FDCWD, path, flags, mode, 0);
-}
+/* The same function under glibc's large-file name, which the binary also imports. */
+int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
 int openat64(int dirfd, const char *path, int flags, ...) {
     va_list ap;
