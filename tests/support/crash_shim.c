@@ -7,7 +7,9 @@
  * One mutex orders every recorded call with its log entry, so the log's order is the
  * order the calls took effect. A sync is recorded with the log position at which it
  * started: only what was logged before that is durable by it (a write that races the
- * sync may or may not be). Directories are assumed to exist; only files are followed.
+ * sync may or may not be). Directories are assumed to exist, durably (mkdir is not
+ * followed); only files are. Writes through mmap or raw syscalls are not followed
+ * either: the relay and sled make none under the outbox.
  *
  * Log entry: op (1 byte), path length (u32), path, a (u64), b (u64), b data bytes for
  * 'W' and 'R' (the new path) only. Little-endian, as the host.
@@ -48,11 +50,7 @@ static size_t root_len;
     if (!real_##name)                                                          \
         real_##name = (ret (*)(__VA_ARGS__))dlsym(RTLD_NEXT, #name);
 
-static void init(void) {
-    static int done;
-    if (done)
-        return;
-    done = 1;
+static void init_once(void) {
     root = getenv("CRASH_SHIM_ROOT");
     root_len = root ? strlen(root) : 0;
     const char *path = getenv("CRASH_SHIM_LOG");
@@ -60,6 +58,12 @@ static void init(void) {
         REAL(open, int, const char *, int, ...);
         log_fd = real_open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     }
+}
+
+/* Every thread sees the root and the log set up before its first call goes through. */
+static void init(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_once);
 }
 
 /* Write all of buf to the log with the real write; abort on failure (a lost entry would
@@ -91,8 +95,10 @@ static void entry(char op, const char *path, uint64_t a, const void *data, uint6
     entries++;
 }
 
+/* The root itself or a path below it (not a sibling that shares its prefix). */
 static int watched(const char *path) {
-    return log_fd >= 0 && root_len && strncmp(path, root, root_len) == 0;
+    return log_fd >= 0 && root_len && strncmp(path, root, root_len) == 0 &&
+           (path[root_len] == '/' || path[root_len] == 0);
 }
 
 /* The path of fd, if it is a file or directory under the root. */
@@ -103,6 +109,11 @@ static int fd_path(int fd, char *out, struct stat *st) {
     if (n <= 0)
         return 0;
     out[n] = 0;
+    /* An unlinked file's link reads "PATH (deleted)": nothing the rebuilt outbox holds. */
+    static const char deleted[] = " (deleted)";
+    size_t d = sizeof deleted - 1;
+    if ((size_t)n >= d && strcmp(out + n - d, deleted) == 0)
+        return 0;
     return watched(out) && fstat(fd, st) == 0;
 }
 
@@ -139,13 +150,15 @@ static int opened(int dirfd, const char *path, int flags, mode_t mode, int at) {
     init();
     char abs[PATH_MAX];
     absolute(dirfd, path, abs);
-    if (!(flags & O_CREAT) || !watched(abs))
+    if (!(flags & (O_CREAT | O_TRUNC)) || !watched(abs))
         return at ? real_openat64(dirfd, path, flags, mode) : real_open(path, flags, mode);
     pthread_mutex_lock(&lock);
     int existed = access(abs, F_OK) == 0;
     int fd = at ? real_openat64(dirfd, path, flags, mode) : real_open(path, flags, mode);
-    if (fd >= 0 && !existed)
+    if (fd >= 0 && !existed && (flags & O_CREAT))
         entry('C', abs, 0, NULL, 0);
+    else if (fd >= 0 && existed && (flags & O_TRUNC))
+        entry('T', abs, 0, NULL, 0);
     pthread_mutex_unlock(&lock);
     return fd;
 }

@@ -74,7 +74,8 @@ impl Admin for Store {
 
     fn verify(&self) -> Result<Verified, OutboxError> {
         let mut found = Verified::default();
-        for item in self.db()?.iter() {
+        let db = self.db()?;
+        for item in db.iter() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let shown = || String::from_utf8_lossy(&k).replace('\0', "/");
             match k.first() {
@@ -84,7 +85,7 @@ impl Admin for Store {
                             .unreadable
                             .push((shown(), String::new(), "a malformed key".into()))
                     }
-                    Some((state, target, seq)) => match self.readable(seq, &v)? {
+                    Some((state, target, seq)) => match self.readable(&db, seq, &v)? {
                         Ok(_) if state == State::Pending => found.pending += 1,
                         Ok(_) => found.dead += 1,
                         Err(e) => found.unreadable.push((

@@ -99,13 +99,16 @@ impl Group<'_> {
         }
         let seq = store.db()?.generate_id().map_err(|e| store.storage(e))?;
         // With several deliveries the body is written once, beside small records.
-        let record = if written.len() > 1 {
-            let names: Vec<&str> = written.iter().map(|&i| targets[i].0).collect();
-            self.batch
-                .insert(&body_key(seq), SharedBody::encode(&names, body));
-            Record::new_shared(self.now_ms)
-        } else {
-            Record::new(body.clone(), self.now_ms)
+        let names: Vec<&str> = written.iter().map(|&i| targets[i].0).collect();
+        let shared = (names.len() > 1)
+            .then(|| SharedBody::encode(&names, body))
+            .flatten();
+        let record = match shared {
+            Some(shared) => {
+                self.batch.insert(&body_key(seq), shared);
+                Record::new_shared(self.now_ms)
+            }
+            None => Record::new(body.clone(), self.now_ms),
         }
         .encode();
         for (&i, mark) in written.iter().zip(marks) {

@@ -26,8 +26,9 @@
 //!   to a dead letter.
 //! - An event with several deliveries has its body written once, under `b/<seq>`, in the
 //!   same batch as its records (format 3, no body of their own). The body is removed
-//!   after the last of those pending records (completed, dead-lettered or purged; the
-//!   store serialises these), so a pending record never lacks its body. A crash between
+//!   after the last of those pending records (completed, dead-lettered or purged; each
+//!   target's look at the others is serialised), so a pending record never lacks its
+//!   body. A crash between
 //!   the two removes leaves a body nothing reads; `run` removes those older than every
 //!   target's oldest pending delivery when it opens the store. A dead letter keeps a
 //!   copy of its own.

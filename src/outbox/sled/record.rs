@@ -66,8 +66,8 @@ pub(crate) struct Record {
 /// target   u16 BE length, then the name's bytes; `count` times
 /// body     the rest: the event JSON exactly as received
 /// ```
-/// The names say whose pending records may still read it: it is removed, in the same
-/// batch, with the last of them (dead letters keep a copy of their own).
+/// The names say whose pending records may still read it: it is removed right after
+/// the last of them (dead letters keep a copy of their own).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SharedBody {
     /// The targets the event got a delivery for.
@@ -77,17 +77,20 @@ pub(crate) struct SharedBody {
 }
 
 impl SharedBody {
-    pub(crate) fn encode(targets: &[&str], body: &[u8]) -> Vec<u8> {
+    /// `None` when the names do not fit the format (more than 65,535 targets, or a name
+    /// longer than 65,535 bytes): the event's records then carry the body themselves.
+    pub(crate) fn encode(targets: &[&str], body: &[u8]) -> Option<Vec<u8>> {
+        let count = u16::try_from(targets.len()).ok()?;
         let names: usize = targets.iter().map(|t| 2 + t.len()).sum();
         let mut out = Vec::with_capacity(3 + names + body.len());
         out.push(BODY_VERSION);
-        out.extend_from_slice(&(targets.len() as u16).to_be_bytes());
+        out.extend_from_slice(&count.to_be_bytes());
         for t in targets {
-            out.extend_from_slice(&(t.len() as u16).to_be_bytes());
+            out.extend_from_slice(&u16::try_from(t.len()).ok()?.to_be_bytes());
             out.extend_from_slice(t.as_bytes());
         }
         out.extend_from_slice(body);
-        out
+        Some(out)
     }
 
     /// The target names alone, without copying the body: what a completion reads.
@@ -444,12 +447,14 @@ mod tests {
         assert!(Record::decode(&long).is_err());
 
         let names = ["slack", "ops.discord", ""];
-        let encoded = SharedBody::encode(&names, b"{\"tweet_id\":\"1\"}");
+        let encoded = SharedBody::encode(&names, b"{\"tweet_id\":\"1\"}").unwrap();
         let (read, at) = SharedBody::targets(&encoded).unwrap();
         assert_eq!(read, names);
         assert_eq!(&encoded[at..], b"{\"tweet_id\":\"1\"}");
         let decoded = SharedBody::decode(&encoded).unwrap();
         assert_eq!(decoded.targets, names);
+        let too_long = "t".repeat(usize::from(u16::MAX) + 1);
+        assert_eq!(SharedBody::encode(&["a", &too_long], b"{}"), None);
         assert_eq!(decoded.body.as_ref(), b"{\"tweet_id\":\"1\"}");
         // Every prefix is an error or a body, never a panic; a wrong version is an error.
         for n in 0..encoded.len() {
@@ -492,7 +497,11 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(Record::decode(b"").is_err());
-        assert!(Record::decode(&[3; 40]).is_err());
+        assert!(Record::decode(&[9; 40]).is_err(), "an unknown version");
+        assert!(
+            Record::decode(&[3; 40]).is_err(),
+            "format 3 with bytes after it"
+        );
         let mut old = version_1(0, "", b"");
         old[24] = 200; // reason length past the end
         assert!(Record::decode(&old).is_err());

@@ -276,14 +276,15 @@ impl Store {
         if start > end {
             return Ok(scan);
         }
-        for item in self.db()?.range(start..=end).take(limit) {
+        let db = self.db()?;
+        for item in db.range(start..=end).take(limit) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             scan.scanned += 1;
             let Some((_, _, seq)) = parse_key(&k) else {
                 continue;
             };
             scan.last = Some(seq);
-            match self.readable(seq, &v)? {
+            match self.readable(&db, seq, &v)? {
                 Ok(r) => scan.items.push((seq, r)),
                 Err(e) => {
                     // Left in place (nothing is deleted silently): `outbox list` shows it
@@ -297,8 +298,12 @@ impl Store {
 
     /// A stored pending or dead value as a record with its body: a format-3 record's
     /// comes from the event's shared body, and is unreadable if that is missing.
+    ///
+    /// `db` is the caller's: a scan must read the body from the same database as the
+    /// record (and must not wait on the store's lock while its iterator holds sled's).
     pub(super) fn readable(
         &self,
+        db: &sled::Db,
         seq: u64,
         value: &[u8],
     ) -> Result<Result<Record, CorruptRecord>, OutboxError> {
@@ -307,7 +312,7 @@ impl Store {
             Err(e) => return Ok(Err(e)),
         };
         if record.shared {
-            let Some(v) = self.db()?.get(body_key(seq)).map_err(|e| self.storage(e))? else {
+            let Some(v) = db.get(body_key(seq)).map_err(|e| self.storage(e))? else {
                 return Ok(Err(CorruptRecord::new("its shared body is missing")));
             };
             match SharedBody::decode(&v) {
@@ -348,25 +353,30 @@ impl Store {
             None => db.remove(&pending).map(drop),
         };
         // An event with one delivery has no shared body: no lock, one read.
-        let Some(names) = db.get(body).map_err(storage)? else {
+        let Some(stored) = db.get(body).map_err(storage)? else {
             return leave().map_err(storage);
         };
         leave().map_err(storage)?;
         // An unreadable body is kept, for `outbox verify` to name.
-        if let Ok((names, _)) = SharedBody::targets(&names) {
-            // Each target removes its record before it takes the lock, so whichever
-            // looks last, in the lock's order, sees every other record gone.
-            let _last = self.bodies[(seq % BODY_LOCKS as u64) as usize]
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let mut others = names.into_iter().filter(|&n| n != target);
-            let read_elsewhere = others.try_fold(false, |found, n| {
-                Ok::<_, sled::Error>(found || db.contains_key(key(State::Pending, n, seq))?)
-            });
-            if !read_elsewhere.map_err(storage)? {
-                db.remove(body).map_err(storage)?;
+        let Ok((names, _)) = SharedBody::targets(&stored) else {
+            return Ok(());
+        };
+        // Each target removes its record before it takes the lock, so whichever looks
+        // last, in the lock's order, sees every other record gone. After a crash sled
+        // recovers a prefix of its log, in the order the writes took effect, so a store
+        // that lost a record's remove has lost the body's remove that came after it.
+        let _last = self.bodies[(seq % BODY_LOCKS as u64) as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for other in names.into_iter().filter(|&n| n != target) {
+            if db
+                .contains_key(key(State::Pending, other, seq))
+                .map_err(storage)?
+            {
+                return Ok(());
             }
         }
+        db.remove(body).map_err(storage)?;
         Ok(())
     }
 
@@ -388,12 +398,15 @@ impl Store {
     /// pending seq of every target (all of them when nothing is pending). Run at open,
     /// it clears what a crash between a last delivery and its body's removal left; one
     /// left above some target's oldest pending delivery goes at a later open.
+    ///
+    /// Nothing is swept when a malformed pending key hides which targets have deliveries
+    /// (`outbox verify` names it): a body one of them still reads must not go.
     pub(super) fn sweep_bodies(&self) -> Result<u64, OutboxError> {
-        let lowest = self
-            .oldest_per_target(State::Pending)?
-            .into_iter()
-            .map(|(_, seq)| seq)
-            .min();
+        let (oldest, complete) = self.oldest_per_target(State::Pending)?;
+        if !complete {
+            return Ok(0);
+        }
+        let lowest = oldest.into_iter().map(|(_, seq)| seq).min();
         let db = self.db()?;
         let storage = |e| self.storage(e);
         let mut swept = 0;
@@ -458,23 +471,25 @@ impl Store {
             None => vec![prefix(state), b'/'],
         };
         let (items, failed) = match self.db() {
-            Ok(db) => (Some(db.scan_prefix(prefix)), None),
+            Ok(db) => (Some((db.scan_prefix(prefix), db)), None),
             Err(e) => (None, Some(Err(e))),
         };
         failed
             .into_iter()
-            .chain(items.into_iter().flatten().filter_map(move |item| {
-                let (k, v) = match item {
-                    Ok(kv) => kv,
-                    Err(e) => return Some(Err(self.storage(e))),
-                };
-                let (_, target, seq) = parse_key(&k)?;
-                // An unreadable record is listed (so it can be seen and purged), not fatal.
-                Some(self.readable(seq, &v).map(|record| Stored {
-                    target: target.to_owned(),
-                    seq,
-                    record,
-                }))
+            .chain(items.into_iter().flat_map(move |(items, db)| {
+                items.filter_map(move |item| {
+                    let (k, v) = match item {
+                        Ok(kv) => kv,
+                        Err(e) => return Some(Err(self.storage(e))),
+                    };
+                    let (_, target, seq) = parse_key(&k)?;
+                    // An unreadable record is listed (so it can be seen and purged), not fatal.
+                    Some(self.readable(&db, seq, &v).map(|record| Stored {
+                        target: target.to_owned(),
+                        seq,
+                        record,
+                    }))
+                })
             }))
     }
 
@@ -591,28 +606,30 @@ impl Store {
     pub(crate) fn targets_with_deliveries(&self) -> Result<Vec<String>, OutboxError> {
         let mut names = std::collections::BTreeSet::new();
         for state in [State::Pending, State::Dead] {
-            names.extend(self.oldest_per_target(state)?.into_iter().map(|(t, _)| t));
+            let (oldest, _) = self.oldest_per_target(state)?;
+            names.extend(oldest.into_iter().map(|(t, _)| t));
         }
         Ok(names.into_iter().collect())
     }
 
     /// Each target with a delivery in `state`, with its lowest seq there: one seek per
-    /// target, since a target's keys are in seq order.
-    fn oldest_per_target(&self, state: State) -> Result<Vec<(String, u64)>, OutboxError> {
+    /// target, since a target's keys are in seq order. The flag is false when a
+    /// malformed key ended the walk early: then the list may be missing targets.
+    fn oldest_per_target(&self, state: State) -> Result<(Vec<(String, u64)>, bool), OutboxError> {
         let mut oldest = Vec::new();
         let mut from = vec![prefix(state), b'/'];
         let end = vec![prefix(state), b'/' + 1];
         while let Some(item) = self.db()?.range(from.clone()..end.clone()).next() {
             let (k, _) = item.map_err(|e| self.storage(e))?;
             let Some((_, target, seq)) = parse_key(&k) else {
-                break;
+                return Ok((oldest, false));
             };
             oldest.push((target.to_owned(), seq));
             // Past every key of this target: its prefix with the separator bumped.
             from = target_prefix(state, target);
             *from.last_mut().expect("a prefix ends with its separator") = 1;
         }
-        Ok(oldest)
+        Ok((oldest, true))
     }
 }
 

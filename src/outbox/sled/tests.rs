@@ -881,3 +881,19 @@ fn the_sweep_at_open_removes_only_bodies_no_pending_delivery_can_read() {
     assert_eq!(store.sweep_bodies().unwrap(), 2);
     assert!(bodies(&store).is_empty());
 }
+
+#[test]
+fn the_sweep_removes_nothing_when_a_malformed_key_hides_which_targets_have_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let targets = ["x", "y"].map(|t| (t, "k".to_string()));
+    let (seq, _) = store.enqueue(&body("{}"), &targets, DAY, 0).unwrap();
+    let db = store.db().unwrap();
+    // A damaged key first in the pending range (no separator): x's and y's records stay
+    // unseen by the walk, so the sweep cannot know the body is still read.
+    db.insert(b"p/x", &b"?"[..]).unwrap();
+    assert_eq!(store.sweep_bodies().unwrap(), 0);
+    assert_eq!(bodies(&store), vec![seq]);
+    let (s, r) = store.pending("y", None, seq, 1).unwrap().remove(0);
+    assert_eq!((s, r.body.as_ref()), (seq, &b"{}"[..]));
+}
