@@ -6,10 +6,12 @@
 //! as a power cut at that moment would leave it on a disk that keeps exactly what was
 //! synced: a file's contents as of the start of its last completed sync (nothing
 //! written after it), and a file created since its directory's last sync is not there at
-//! all. `badger-relay outbox list` then reads each rebuilt outbox, and every event
-//! acknowledged by then must be pending in it, readable, for the stalled one of its two
-//! targets, and for the other unless it was already sent there; `outbox verify` must
-//! find nothing unreadable.
+//! all. It is rebuilt twice more: with the first half of what was logged since the
+//! previous acknowledgement kept as well, and with everything (a disk may keep some
+//! unsynced writes; here always a prefix of them, in order). `badger-relay outbox list`
+//! then reads each rebuilt outbox, and every event acknowledged by then must be pending
+//! in it, readable, for the stalled one of its two targets, and for the other unless it
+//! was already sent there; `outbox verify` must find nothing unreadable.
 //!
 //! The model is strict about data and about new files. It is lenient about renames and
 //! removals, which it applies at once (sled renames only its snapshot files, and the
@@ -151,9 +153,10 @@ struct File {
     synced_from: Option<usize>,
 }
 
-/// The files under `root` as a power cut right before log entry `upto` leaves them:
-/// relative path → contents.
-fn crash_state(ops: &[Op], upto: usize, root: &str) -> Vec<(String, Vec<u8>)> {
+/// The files under `root` as a power cut right before log entry `upto` leaves them,
+/// when the disk also happened to keep every change logged before `kept` (0: only what
+/// was synced; `upto`: everything, as after `kill -9`): relative path → contents.
+fn crash_state(ops: &[Op], upto: usize, kept: usize, root: &str) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<File> = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut dir_synced: HashMap<String, usize> = HashMap::new();
@@ -202,13 +205,14 @@ fn crash_state(ops: &[Op], upto: usize, root: &str) -> Vec<(String, Vec<u8>)> {
         let file = &files[f];
         // A file created since its directory's last sync began is not on the disk.
         if let Some(c) = file.created
+            && c >= kept
             && dir_synced.get(&file.dir).is_none_or(|&s| s <= c)
         {
             continue;
         }
         let mut data = Vec::new();
         for &i in &file.changes {
-            if file.synced_from.is_none_or(|s| i >= s) {
+            if i >= kept && file.synced_from.is_none_or(|s| i >= s) {
                 continue;
             }
             match &ops[i] {
@@ -343,17 +347,29 @@ async fn every_acknowledged_event_survives_a_power_cut_at_its_acknowledgement() 
         posted.len()
     );
 
-    for (k, &at) in acks.iter().enumerate() {
-        let state = work.path().join(format!("crash-{k}"));
+    // At each acknowledgement: only what was synced, then also the first half of what
+    // was written since the previous one, then everything (a disk keeps unsynced writes
+    // or not, and sled must read any of those states).
+    let mut previous = 0;
+    let cuts = acks.iter().enumerate().flat_map(|(k, &at)| {
+        let half = (previous + at) / 2;
+        previous = at;
+        [(k, at, 0), (k, at, half), (k, at, at)]
+    });
+    for (k, at, kept) in cuts.collect::<Vec<_>>() {
+        let state = work.path().join(format!("crash-{k}-{kept}"));
         let outbox = state.join("outbox");
         std::fs::create_dir_all(&outbox).unwrap();
-        for (relative, data) in crash_state(&ops, at, &root) {
+        for (relative, data) in crash_state(&ops, at, kept, &root) {
             let path = outbox.join(relative);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, data).unwrap();
         }
         let pending = listed(&cfg, &state, &outbox).await;
-        eprintln!("crash at ack {k}: {} pending", pending.len());
+        eprintln!(
+            "crash at ack {k}, changes before entry {kept} kept: {} pending",
+            pending.len()
+        );
         // For a, a delivery may be gone from the outbox only if a was sent it.
         let lost: Vec<(&str, &String)> = posted[..=k]
             .iter()
@@ -363,8 +379,9 @@ async fn every_acknowledged_event_survives_a_power_cut_at_its_acknowledgement() 
             .collect();
         assert!(
             lost.is_empty(),
-            "a power cut at the acknowledgement of event {} ({}) loses acknowledged \
-             deliveries {lost:?}; pending there: {pending:?}",
+            "a power cut at the acknowledgement of event {} ({}), with the changes before \
+             log entry {kept} kept, loses acknowledged deliveries {lost:?}; pending there: \
+             {pending:?}",
             k,
             posted[k]
         );
