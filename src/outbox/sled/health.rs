@@ -140,10 +140,11 @@ impl SledOutbox {
     /// Try to get back to storing, once. See the module doc.
     fn recover(&self) -> Result<(), OutboxError> {
         let s = &self.shared;
-        if s.health
+        let reopen = s
+            .health
             .needs_reopen
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if reopen {
             s.store.reopen()?;
             // Everything the reopened store holds came from disk, so it is durable: a
             // group whose flush failed but whose batch landed is now readable by the
@@ -160,6 +161,21 @@ impl SledOutbox {
                 .needs_reopen
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             return Err(e);
+        }
+        if reopen {
+            // A body whose removal failed with the store is left behind: sweep it now,
+            // as at start-up. Not needed to take events again, so a failure only waits
+            // for the next start.
+            match s.store.sweep_bodies() {
+                Ok(0) => {}
+                Ok(swept) => {
+                    tracing::info!(swept, "Removed event bodies that no pending delivery reads")
+                }
+                Err(e) => tracing::warn!(
+                    error = %error_chain(&e),
+                    "Could not remove event bodies that no pending delivery reads; the next start will"
+                ),
+            }
         }
         self.guards_now()
     }
