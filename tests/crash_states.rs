@@ -242,34 +242,31 @@ fn parent(path: &str) -> String {
     path.rsplit_once('/').map_or("", |(dir, _)| dir).to_string()
 }
 
-/// The (target, tweet id) pairs `outbox list` shows pending in `outbox`.
-async fn listed(cfg: &RelayConfig, dir: &Path, outbox: &Path) -> BTreeSet<(String, String)> {
-    let config = dir.join("badger-relay.toml");
-    std::fs::write(&config, cfg.render(outbox)).unwrap();
+/// `badger-relay outbox -c CONFIG COMMAND` on a crash state, asserting exit 0.
+async fn outbox_ok(config: &Path, command: &str) -> String {
     let out = run_cli(
-        cli(&["outbox", "-c", config.to_str().unwrap(), "list"]),
+        cli(&["outbox", "-c", config.to_str().unwrap(), command]),
         DEADLINE,
     )
     .await;
     assert_eq!(
         out.code(),
         Some(0),
-        "outbox list on the crash state in {}: {out:?}",
-        outbox.display()
-    );
-    // `ID TARGET tweet=TWEET ...`; an unreadable record has an empty tweet.
-    let verified = run_cli(
-        cli(&["outbox", "-c", config.to_str().unwrap(), "verify"]),
-        DEADLINE,
-    )
-    .await;
-    assert_eq!(
-        verified.code(),
-        Some(0),
-        "outbox verify on the crash state in {}: {verified:?}",
-        outbox.display()
+        "outbox {command} on the crash state of {}: {out:?}",
+        config.display()
     );
     out.stdout
+}
+
+/// The (target, tweet id) pairs `outbox list` shows pending in `outbox`, once `outbox
+/// verify` has found everything there readable.
+async fn listed(cfg: &RelayConfig, dir: &Path, outbox: &Path) -> BTreeSet<(String, String)> {
+    let config = dir.join("badger-relay.toml");
+    std::fs::write(&config, cfg.render(outbox)).unwrap();
+    outbox_ok(&config, "verify").await;
+    // `ID TARGET tweet=TWEET ...`; an unreadable record has an empty tweet.
+    outbox_ok(&config, "list")
+        .await
         .lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace().skip(1);
