@@ -147,66 +147,85 @@ struct File {
     created: Option<usize>,
     /// The directory it was created in.
     dir: String,
-    /// Its writes and truncations: (entry index, op index into the log).
+    /// The log entries of its writes and truncations, in order.
     changes: Vec<usize>,
     /// The latest start of a completed sync of it.
     synced_from: Option<usize>,
+}
+
+/// The files the log describes, replayed entry by entry.
+#[derive(Default)]
+struct Disk {
+    /// Every file seen, by identity.
+    files: Vec<File>,
+    /// The name each file has now (a rename moves it, a removal drops it).
+    names: HashMap<String, usize>,
+    /// Per directory, the latest start of a completed sync of it.
+    dir_synced: HashMap<String, usize>,
+}
+
+impl Disk {
+    /// A new file under `path`, created at log entry `at` (`None`: it was there before).
+    fn create(&mut self, path: &str, at: Option<usize>) -> &mut File {
+        self.files.push(File {
+            created: at,
+            dir: parent(path),
+            ..File::default()
+        });
+        self.names.insert(path.to_string(), self.files.len() - 1);
+        self.files.last_mut().unwrap()
+    }
+
+    /// The file now under `path`.
+    fn file(&mut self, path: &str) -> &mut File {
+        match self.names.get(path) {
+            Some(&f) => &mut self.files[f],
+            None => self.create(path, None),
+        }
+    }
+
+    fn apply(&mut self, i: usize, op: &Op) {
+        match op {
+            Op::Create { path } => {
+                self.create(path, Some(i));
+            }
+            Op::Write { path, .. } | Op::Truncate { path, .. } => self.file(path).changes.push(i),
+            Op::Sync { path, start } => {
+                let from = &mut self.file(path).synced_from;
+                *from = Some(from.map_or(*start, |s| s.max(*start)));
+            }
+            Op::DirSync { path, start } => {
+                let s = self.dir_synced.entry(path.clone()).or_insert(*start);
+                *s = (*s).max(*start);
+            }
+            Op::Rename { from, to } => {
+                if let Some(f) = self.names.remove(from) {
+                    self.names.insert(to.clone(), f);
+                }
+            }
+            Op::Unlink { path } => {
+                self.names.remove(path);
+            }
+            Op::Ack => {}
+        }
+    }
 }
 
 /// The files under `root` as a power cut right before log entry `upto` leaves them,
 /// when the disk also happened to keep every change logged before `kept` (0: only what
 /// was synced; `upto`: everything, as after `kill -9`): relative path → contents.
 fn crash_state(ops: &[Op], upto: usize, kept: usize, root: &str) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<File> = Vec::new();
-    let mut names: HashMap<String, usize> = HashMap::new();
-    let mut dir_synced: HashMap<String, usize> = HashMap::new();
-    let id = |names: &mut HashMap<String, usize>, files: &mut Vec<File>, path: &str| {
-        *names.entry(path.to_string()).or_insert_with(|| {
-            files.push(File::default());
-            files.len() - 1
-        })
-    };
+    let mut disk = Disk::default();
     for (i, op) in ops[..upto].iter().enumerate() {
-        match op {
-            Op::Create { path } => {
-                files.push(File {
-                    created: Some(i),
-                    dir: parent(path),
-                    ..File::default()
-                });
-                names.insert(path.clone(), files.len() - 1);
-            }
-            Op::Write { path, .. } | Op::Truncate { path, .. } => {
-                let f = id(&mut names, &mut files, path);
-                files[f].changes.push(i);
-            }
-            Op::Sync { path, start } => {
-                let f = id(&mut names, &mut files, path);
-                let from = &mut files[f].synced_from;
-                *from = Some(from.map_or(*start, |s| s.max(*start)));
-            }
-            Op::DirSync { path, start } => {
-                let s = dir_synced.entry(path.clone()).or_insert(*start);
-                *s = (*s).max(*start);
-            }
-            Op::Rename { from, to } => {
-                if let Some(f) = names.remove(from) {
-                    names.insert(to.clone(), f);
-                }
-            }
-            Op::Unlink { path } => {
-                names.remove(path);
-            }
-            Op::Ack => {}
-        }
+        disk.apply(i, op);
     }
     let mut out = Vec::new();
-    for (name, &f) in &names {
-        let file = &files[f];
+    for (name, &f) in &disk.names {
+        let file = &disk.files[f];
         // A file created since its directory's last sync began is not on the disk.
         if let Some(c) = file.created
             && c >= kept
-            && dir_synced.get(&file.dir).is_none_or(|&s| s <= c)
+            && disk.dir_synced.get(&file.dir).is_none_or(|&s| s <= c)
         {
             continue;
         }
@@ -305,7 +324,7 @@ async fn every_acknowledged_event_survives_a_power_cut_at_its_acknowledgement() 
     relay.restart_connected(&stream).await;
     let http = Http::of(&relay).await;
 
-    let posted: Vec<String> = (0..=CHECKED).map(|n| format!("{}", 72_000 + n)).collect();
+    let posted: Vec<String> = (0..=CHECKED).map(|n| (72_000 + n).to_string()).collect();
     for (n, id) in posted.iter().enumerate() {
         let body = serde_json::to_vec(&tweet_event(id)).unwrap();
         http.ingest_accepted(SIGNATURE_HEADER, &body).await;
@@ -318,11 +337,7 @@ async fn every_acknowledged_event_survives_a_power_cut_at_its_acknowledgement() 
     a.wait_for_tweet_ids(&posted.iter().cloned().collect(), DEADLINE)
         .await;
     relay.kill();
-    let delivered_to_a: BTreeSet<String> = a
-        .requests()
-        .iter()
-        .filter_map(|r| r.json().get("tweet_id")?.as_str().map(str::to_string))
-        .collect();
+    let delivered_to_a: BTreeSet<String> = a.delivered_tweet_ids().into_iter().collect();
 
     let ops = parse_log(&std::fs::read(&log).expect("the shim wrote its log"));
     let acks: Vec<usize> = (0..ops.len())
@@ -347,13 +362,11 @@ async fn every_acknowledged_event_survives_a_power_cut_at_its_acknowledgement() 
     // At each acknowledgement: only what was synced, then also the first half of what
     // was written since the previous one, then everything (a disk keeps unsynced writes
     // or not, and sled must read any of those states).
-    let mut previous = 0;
     let cuts = acks.iter().enumerate().flat_map(|(k, &at)| {
-        let half = (previous + at) / 2;
-        previous = at;
-        [(k, at, 0), (k, at, half), (k, at, at)]
+        let previous = k.checked_sub(1).map_or(0, |p| acks[p]);
+        [0, (previous + at) / 2, at].map(|kept| (k, at, kept))
     });
-    for (k, at, kept) in cuts.collect::<Vec<_>>() {
+    for (k, at, kept) in cuts {
         let state = work.path().join(format!("crash-{k}-{kept}"));
         let outbox = state.join("outbox");
         std::fs::create_dir_all(&outbox).unwrap();

@@ -722,6 +722,58 @@ fn delivery_lines(stdout: &str) -> Vec<String> {
         .collect()
 }
 
+/// An event for two targets stores its body once; the dead letter of one keeps its own
+/// copy after the other's delivery took the shared body, and `outbox retry` sends it
+/// byte for byte.
+#[tokio::test]
+async fn a_dead_letter_of_an_event_for_two_targets_is_retried_with_its_body() {
+    let stream = StreamServer::start().await;
+    let (orders, audit) = (Receiver::start().await, Receiver::start().await);
+    orders.respond(404, &[], "no such hook");
+    let cfg = RelayConfig::new(&stream)
+        .http_target("orders", &orders, "concurrency = 1")
+        .http_target("audit", &audit, "")
+        .route(route("all").targets(&["orders", "audit"]))
+        .tail(&server_table(None));
+    let mut relay = Relay::start_connected(&cfg, &stream).await;
+    let http = Http::of(&relay).await;
+
+    let frame = stream.send_event(&tweet_event("66101"));
+    http.wait_for_metrics(
+        &[
+            ("badger_relay_outbox_dead{target=\"orders\"}", 1.0),
+            ("badger_relay_outbox_pending{target=\"audit\"}", 0.0),
+            (
+                "badger_relay_deliveries_total{target=\"audit\",outcome=\"delivered\"}",
+                1.0,
+            ),
+        ],
+        DEADLINE,
+    )
+    .await;
+    relay.terminate();
+    assert_eq!(relay.wait_exit(SIGTERM_DEADLINE).await.code(), Some(0));
+    let stats = outbox_stats(&relay).await;
+    assert_eq!(
+        (stats.get("orders"), stats.get("audit")),
+        (Some(&(0, 1)), Some(&(0, 0)))
+    );
+    outbox(&relay, &["verify"]).await.assert_code(0);
+
+    orders.always_ok();
+    outbox(&relay, &["retry", "--target", "orders"])
+        .await
+        .assert_code(0);
+    relay.restart_connected(&stream).await;
+    let reqs = orders
+        .wait_until("the retried delivery answered 200", DEADLINE, |r| {
+            r.iter().any(|q| q.is_success())
+        })
+        .await;
+    assert_eq!(reqs.last().unwrap().body_str(), frame);
+    assert_eq!(audit.delivered_bodies(), vec![frame]);
+}
+
 #[tokio::test]
 async fn a_dead_letter_is_listed_retried_and_delivered_after_restart() {
     let stream = StreamServer::start().await;

@@ -166,15 +166,11 @@ impl SledOutbox {
             // A body whose removal failed with the store is left behind: sweep it now,
             // as at start-up. Not needed to take events again, so a failure only waits
             // for the next start.
-            match s.store.sweep_bodies() {
-                Ok(0) => {}
-                Ok(swept) => {
-                    tracing::info!(swept, "Removed event bodies that no pending delivery reads")
-                }
-                Err(e) => tracing::warn!(
+            if let Err(e) = s.store.sweep_bodies() {
+                tracing::warn!(
                     error = %error_chain(&e),
                     "Could not remove event bodies that no pending delivery reads; the next start will"
-                ),
+                );
             }
         }
         self.guards_now()

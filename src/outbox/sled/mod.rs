@@ -28,10 +28,9 @@
 //!   same batch as its records (format 3, no body of their own). The body is removed
 //!   after the last of those pending records (completed, dead-lettered or purged; each
 //!   target's look at the others is serialised), so a pending record never lacks its
-//!   body. A crash between
-//!   the two removes leaves a body nothing reads; `run` removes those older than every
-//!   target's oldest pending delivery when it opens the store. A dead letter keeps a
-//!   copy of its own.
+//!   body. A crash (or a failed remove) between the two removes leaves a body nothing
+//!   reads; those older than every target's oldest pending delivery are swept when `run`
+//!   opens the store and after a reopen. A dead letter keeps a copy of its own.
 //! - The delivery id sent as `webhook-id` is derived from the instance and the seq, so it
 //!   is stable across retries and restarts and unique across stores.
 //! - The pending and dead gauges equal what is stored at every quiet moment
@@ -130,13 +129,7 @@ impl SledOutbox {
         shutdown: Shutdown,
     ) -> Result<SledOutbox, OutboxError> {
         let store = Store::open(&config.outbox.path)?;
-        let swept = store.sweep_bodies()?;
-        if swept > 0 {
-            tracing::info!(
-                swept,
-                "Removed event bodies that no pending delivery reads (left by a crash)"
-            );
-        }
+        store.sweep_bodies()?;
         let names: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
         for orphan in store
             .targets_with_deliveries()?

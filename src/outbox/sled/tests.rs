@@ -631,6 +631,18 @@ fn record_len(store: &Outbox, target: &str, seq: u64) -> usize {
         .len()
 }
 
+/// `target`'s pending delivery of `seq`, asserting it is there.
+fn pending_record(store: &Outbox, target: &str, seq: u64) -> Record {
+    let (s, record) = store
+        .pending(target, seq.checked_sub(1), seq, 1)
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{target} has no pending delivery of {seq}"));
+    assert_eq!(s, seq, "{target} read another seq");
+    record
+}
+
 fn three_targets() -> Vec<(&'static str, String)> {
     ["x", "y", "z"].map(|t| (t, "k".to_string())).to_vec()
 }
@@ -656,12 +668,8 @@ fn an_event_for_several_targets_stores_its_body_once_and_the_last_delivery_remov
             record_len(&store, t, seq) < 64,
             "{t}'s record carries no body"
         );
-        let (s, r) = store.pending(t, None, seq, 1).unwrap().remove(0);
-        assert_eq!(
-            (s, r.body.as_ref()),
-            (seq, text.as_bytes()),
-            "{t} reads the body"
-        );
+        let r = pending_record(&store, t, seq);
+        assert_eq!(r.body.as_ref(), text.as_bytes(), "{t} reads the body");
     }
     assert!(
         record_len(&store, "x", alone) > 500,
@@ -708,7 +716,7 @@ fn a_shared_body_survives_retries_dead_letters_purges_and_a_reopen() {
     );
 
     // A retry keeps x's record small and its body readable.
-    let mut rec = store.pending("x", None, seq, 1).unwrap().remove(0).1;
+    let mut rec = pending_record(&store, "x", seq);
     let small = record_len(&store, "x", seq);
     rec.attempts = 3;
     rec.failure = Some(Failure::Rejected {
@@ -729,7 +737,7 @@ fn a_shared_body_survives_retries_dead_letters_purges_and_a_reopen() {
         record_len(&store, "x", seq) < small + 16,
         "no body written again"
     );
-    let again = store.pending("x", None, seq, 1).unwrap().remove(0).1;
+    let again = pending_record(&store, "x", seq);
     assert_eq!((again.attempts, again.body.as_ref()), (3, text.as_bytes()));
 
     // A dead letter gets its own copy; the others still read the shared one.
@@ -759,7 +767,7 @@ fn a_shared_body_survives_retries_dead_letters_purges_and_a_reopen() {
         store.retry_dead(None, &[]).unwrap(),
         vec![("x".to_string(), seq)]
     );
-    let back = store.pending("x", None, seq, 1).unwrap().remove(0).1;
+    let back = pending_record(&store, "x", seq);
     assert_eq!(back.body.as_ref(), text.as_bytes());
     store.complete("x", seq).unwrap();
     assert_eq!(Admin::verify(&store).unwrap().pending, 0);
@@ -782,11 +790,7 @@ fn targets_finishing_the_same_events_at_once_leave_no_body_behind() {
             scope.spawn(move || {
                 for &seq in seqs {
                     if t == "y" && seq % 2 == 0 {
-                        let rec = store
-                            .pending(t, seq.checked_sub(1), seq, 1)
-                            .unwrap()
-                            .remove(0)
-                            .1;
+                        let rec = pending_record(store, t, seq);
                         store.dead_letter(t, seq, &rec).unwrap();
                     } else {
                         store.complete(t, seq).unwrap();
@@ -867,11 +871,8 @@ fn the_sweep_at_open_removes_only_bodies_no_pending_delivery_can_read() {
     assert_eq!(store.sweep_bodies().unwrap(), 2);
     assert_eq!(bodies(&store), seqs[2..].to_vec());
     for (t, seq) in [("y", seqs[2]), ("x", seqs[3]), ("y", seqs[3])] {
-        let (s, r) = store
-            .pending(t, seq.checked_sub(1), seq, 1)
-            .unwrap()
-            .remove(0);
-        assert_eq!((s, r.body.as_ref()), (seq, &b"{}"[..]), "{t} {seq}");
+        let r = pending_record(&store, t, seq);
+        assert_eq!(r.body.as_ref(), b"{}", "{t} {seq}");
     }
     assert_eq!(store.sweep_bodies().unwrap(), 0, "nothing more to sweep");
     // Nothing pending: every body left goes.
@@ -894,6 +895,5 @@ fn the_sweep_removes_nothing_when_a_malformed_key_hides_which_targets_have_deliv
     db.insert(b"p/x", &b"?"[..]).unwrap();
     assert_eq!(store.sweep_bodies().unwrap(), 0);
     assert_eq!(bodies(&store), vec![seq]);
-    let (s, r) = store.pending("y", None, seq, 1).unwrap().remove(0);
-    assert_eq!((s, r.body.as_ref()), (seq, &b"{}"[..]));
+    assert_eq!(pending_record(&store, "y", seq).body.as_ref(), b"{}");
 }
