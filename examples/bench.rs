@@ -69,7 +69,16 @@ struct Args {
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
+/// As in the relay, so that the floor with sled (`bench sled-floor`, a child process) has
+/// the relay's allocator; the in-process forwarder and receivers use it too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("sled-floor") {
+        return harness::ceiling::floor_process(&argv[1..]);
+    }
     let args = Args::parse();
     let relay = match args.relay {
         Some(path) => path,

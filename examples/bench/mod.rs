@@ -171,6 +171,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         (Mode::Throughput, Pipe::Relay),
         (Mode::Throughput, Pipe::Nats),
         (Mode::Ceiling, Pipe::Ceiling),
+        (Mode::Ceiling, Pipe::SledFloor),
     ] {
         if !opts.runs(mode) || (pipe == Pipe::Nats && !nats) {
             continue;
@@ -195,6 +196,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         (Mode::Latency, Pipe::Relay),
         (Mode::Latency, Pipe::Nats),
         (Mode::Ceiling, Pipe::Ceiling),
+        (Mode::Ceiling, Pipe::SledFloor),
     ] {
         if !opts.runs(mode) || (pipe == Pipe::Nats && !nats) {
             continue;

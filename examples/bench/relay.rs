@@ -136,6 +136,40 @@ impl RelayProcess {
         })
     }
 
+    /// The floor with sled (`bench sled-floor`, this binary again) in `dir`, forwarding
+    /// `stream_url` to `targets`: measured as a relay is.
+    pub async fn spawn_floor(
+        dir: &Path,
+        stream_url: &str,
+        targets: &[String],
+        concurrency: usize,
+    ) -> anyhow::Result<Self> {
+        let log = dir.join("floor.log");
+        let log_file = std::fs::File::create(&log)?;
+        let child = Command::new(std::env::current_exe()?)
+            .arg("sled-floor")
+            .arg(dir)
+            .arg(stream_url)
+            .arg(concurrency.to_string())
+            .args(targets)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start the sled floor")?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow!("the sled floor exited at once"))?;
+        Ok(RelayProcess {
+            nats: None,
+            child,
+            pid,
+            log,
+            metrics_url: String::new(),
+        })
+    }
+
     /// Fail (with the end of its log) if the relay has exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {

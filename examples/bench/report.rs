@@ -60,6 +60,11 @@ pub struct Ratio {
     pub relay_per_s: f64,
     pub ceiling_per_s: f64,
     pub ratio: f64,
+    /// The forwarder keeping events in sled (`--only ceiling`): the floor with sled, as
+    /// a ratio of the ceiling, and the relay as a ratio of it.
+    pub sled_floor_per_s: Option<f64>,
+    pub sled_floor_ratio: Option<f64>,
+    pub relay_per_sled_floor: Option<f64>,
 }
 
 /// One goal of the issue, and where the figure stands.
@@ -151,11 +156,17 @@ impl Report {
                 self.throughput_of(Pipe::Relay, targets),
                 self.throughput_of(Pipe::Ceiling, targets),
             ) {
+                let floor = self
+                    .throughput_of(Pipe::SledFloor, targets)
+                    .map(|f| f.deliveries_per_s);
                 self.ratios.push(Ratio {
                     targets,
                     relay_per_s: r.deliveries_per_s,
                     ceiling_per_s: c.deliveries_per_s,
                     ratio: r.deliveries_per_s / c.deliveries_per_s,
+                    sled_floor_per_s: floor,
+                    sled_floor_ratio: floor.map(|f| f / c.deliveries_per_s),
+                    relay_per_sled_floor: floor.map(|f| r.deliveries_per_s / f),
                 });
             }
         }
@@ -403,8 +414,14 @@ impl Report {
             for r in &self.ratios {
                 let _ = writeln!(
                     s,
-                    "  relay / ceiling, {} target(s): {:.2}",
-                    r.targets, r.ratio
+                    "  relay / ceiling, {} target(s): {:.2}{}",
+                    r.targets,
+                    r.ratio,
+                    match (r.sled_floor_ratio, r.relay_per_sled_floor) {
+                        (Some(f), Some(rf)) =>
+                            format!("; sled floor / ceiling {f:.2}; relay / sled floor {rf:.2}"),
+                        _ => String::new(),
+                    }
                 );
             }
         }

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::Options;
-use super::ceiling::{self, ForwardStats};
+use super::ceiling::{self, ForwardStats, Keep};
 use super::nats::NatsServer;
 use super::receiver::{Receiver, Tally};
 use super::relay::{self, BlackHole, RelayConfig, RelayProcess, TargetSpec};
@@ -39,6 +39,10 @@ pub enum Pipe {
     Nats,
     /// The in-process forwarder, no disk.
     Ceiling,
+    /// The in-process forwarder keeping every event in sled as the relay must at least:
+    /// the floor with sled (`ceiling.rs`).
+    #[serde(rename = "sled-floor")]
+    SledFloor,
 }
 
 impl Pipe {
@@ -47,6 +51,7 @@ impl Pipe {
             Pipe::Relay => "relay",
             Pipe::Nats => "nats",
             Pipe::Ceiling => "ceiling",
+            Pipe::SledFloor => "sled-floor",
         }
     }
 }
@@ -304,10 +309,24 @@ impl<'a> Bench<'a> {
                 relay.nats = nats;
                 Running::Relay(Box::new(relay))
             }
+            Pipe::SledFloor => {
+                let dir = self.dir(label)?;
+                let urls: Vec<String> = targets.into_iter().map(|t| t.url).collect();
+                let floor =
+                    RelayProcess::spawn_floor(&dir, &stream.url(), &urls, self.opts.concurrency)
+                        .await?;
+                Running::Relay(Box::new(floor))
+            }
             Pipe::Ceiling => {
                 let stats = Arc::new(ForwardStats::default());
                 let urls = targets.into_iter().map(|t| t.url).collect();
-                let task = ceiling::spawn(stream.url(), urls, self.opts.concurrency, stats.clone());
+                let task = ceiling::spawn(
+                    stream.url(),
+                    urls,
+                    self.opts.concurrency,
+                    stats.clone(),
+                    Keep::Nothing,
+                );
                 Running::Ceiling(task, stats)
             }
         })
@@ -385,7 +404,7 @@ impl<'a> Bench<'a> {
             let run_duplicates = t.duplicates.load(Ordering::Acquire);
             duplicates += run_duplicates;
             bad += t.bad.load(Ordering::Acquire);
-            if pipe != Pipe::Ceiling {
+            if !matches!(pipe, Pipe::Ceiling | Pipe::SledFloor) {
                 let with_id = t.with_webhook_id.load(Ordering::Acquire);
                 missing_id += (t.unique() + run_duplicates).saturating_sub(with_id);
             }
