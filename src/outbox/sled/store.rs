@@ -27,6 +27,17 @@ pub(crate) struct Scan {
     pub last: Option<u64>,
 }
 
+/// What [`Store::scanned`] made of one record a scan found.
+#[derive(Debug)]
+pub(crate) enum ScannedRecord {
+    /// Pending, with its body.
+    Pending(Record),
+    /// Removed since the iterator read it (completed, dead-lettered or purged).
+    Gone,
+    /// Still there and unreadable.
+    Unreadable(CorruptRecord),
+}
+
 /// A delivery read back from the store.
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
@@ -284,9 +295,16 @@ impl Store {
                 continue;
             };
             scan.last = Some(seq);
-            match self.readable(&db, seq, &v)? {
-                Ok(r) => scan.items.push((seq, r)),
-                Err(e) => {
+            match self.scanned(&db, &k, seq, &v)? {
+                ScannedRecord::Pending(r) => scan.items.push((seq, r)),
+                ScannedRecord::Gone => {
+                    tracing::debug!(
+                        target = target,
+                        seq,
+                        "A delivery read back was completed meanwhile"
+                    );
+                }
+                ScannedRecord::Unreadable(e) => {
                     // Left in place (nothing is deleted silently): `outbox list` shows it
                     // and `outbox purge` removes it.
                     tracing::error!(target = target, seq, error = %e, "Skipping an unreadable delivery record");
@@ -294,6 +312,27 @@ impl Store {
             }
         }
         Ok(scan)
+    }
+
+    /// One pending record as a scan found it: readable, unreadable, or gone since.
+    ///
+    /// sled's iterators are not snapshots (one serves the rest of a leaf from a copy it
+    /// took), so a scan can hand over a record that a completion has removed since, and
+    /// with it, if it was the event's last delivery, the shared body. That record is
+    /// not unreadable: it is done. Only a record still there when its body is found
+    /// missing is reported as unreadable.
+    pub(super) fn scanned(
+        &self,
+        db: &sled::Db,
+        k: &[u8],
+        seq: u64,
+        value: &[u8],
+    ) -> Result<ScannedRecord, OutboxError> {
+        Ok(match self.readable(db, seq, value)? {
+            Ok(r) => ScannedRecord::Pending(r),
+            Err(_) if !db.contains_key(k).map_err(|e| self.storage(e))? => ScannedRecord::Gone,
+            Err(e) => ScannedRecord::Unreadable(e),
+        })
     }
 
     /// A stored pending or dead value as a record with its body: a format-3 record's
