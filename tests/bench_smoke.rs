@@ -28,6 +28,8 @@ async fn the_bench_runs_and_reports_every_delivery() {
         modes: Vec::new(),
         // The nats backend too (a real nats-server; `.ci/run` installs it).
         nats_server: Some(support::nats::bin()),
+        // No bench binary here: the floor with sled runs in this process.
+        floor_exe: None,
     };
     let report = bench::run(&opts).await.expect("the bench sets up");
     let table = report.table();
@@ -38,9 +40,9 @@ async fn the_bench_runs_and_reports_every_delivery() {
     assert_eq!(report.routing.len(), 4);
     assert!(report.routing.iter().all(|r| r.events_per_s > 0.0));
 
-    // Throughput: relay (sled), relay (nats) and ceiling, 1 and 3 targets, every
-    // delivery once, intact.
-    assert_eq!(report.throughput.len(), 6);
+    // Throughput: relay (sled), relay (nats), ceiling and the floor with sled, 1 and 3
+    // targets, every delivery once, intact.
+    assert_eq!(report.throughput.len(), 8);
     for t in &report.throughput {
         assert_eq!(t.deliveries, 300 * t.targets as u64);
         assert_eq!(t.runs.len(), 1);
@@ -52,10 +54,18 @@ async fn the_bench_runs_and_reports_every_delivery() {
         );
     }
     assert_eq!(report.ratios.len(), 2);
+    assert!(
+        report
+            .ratios
+            .iter()
+            .all(|r| r.sled_floor_ratio.is_some() && r.relay_per_sled_floor.is_some()),
+        "{:?}",
+        report.ratios
+    );
 
-    // Latency: relay (sled), relay (nats) and ceiling, every event delivered, the
-    // warm-up left out.
-    assert_eq!(report.latency.len(), 3);
+    // Latency: relay (sled), relay (nats), ceiling and the floor with sled, every event
+    // delivered, the warm-up left out.
+    assert_eq!(report.latency.len(), 4);
     for l in &report.latency {
         assert_eq!(l.delivered, 100, "{l:?}");
         assert_eq!(l.samples, 100 - l.warmup_events);

@@ -96,6 +96,10 @@ pub struct Options {
     /// A nats-server binary: the throughput and latency runs are then also made with
     /// `[outbox] backend = "nats"` on a fresh JetStream server, beside sled.
     pub nats_server: Option<PathBuf>,
+    /// The program started as `PROGRAM sled-floor ...` for the floor with sled: the
+    /// bench binary itself. `None` runs the floor in this process instead (the smoke
+    /// test, which has no bench binary to start; it then has no CPU or RSS figures).
+    pub floor_exe: Option<PathBuf>,
 }
 
 impl Options {
@@ -115,6 +119,7 @@ impl Options {
             routing_routes: vec![1, 100, 1_000],
             modes: Vec::new(),
             nats_server: None,
+            floor_exe: std::env::current_exe().ok(),
         }
     }
 

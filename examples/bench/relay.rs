@@ -136,9 +136,10 @@ impl RelayProcess {
         })
     }
 
-    /// The floor with sled (`bench sled-floor`, this binary again) in `dir`, forwarding
+    /// The floor with sled (`exe sled-floor`, the bench binary) in `dir`, forwarding
     /// `stream_url` to `targets`: measured as a relay is.
     pub async fn spawn_floor(
+        exe: &Path,
         dir: &Path,
         stream_url: &str,
         targets: &[String],
@@ -146,7 +147,7 @@ impl RelayProcess {
     ) -> anyhow::Result<Self> {
         let log = dir.join("floor.log");
         let log_file = std::fs::File::create(&log)?;
-        let child = Command::new(std::env::current_exe()?)
+        let child = Command::new(exe)
             .arg("sled-floor")
             .arg(dir)
             .arg(stream_url)

@@ -294,8 +294,8 @@ impl<'a> Bench<'a> {
         stream: &StreamServer,
         targets: Vec<TargetSpec>,
     ) -> anyhow::Result<Running> {
-        Ok(match pipe {
-            Pipe::Relay | Pipe::Nats => {
+        Ok(match (pipe, self.opts.floor_exe.clone()) {
+            (Pipe::Relay | Pipe::Nats, _) => {
                 let dir = self.dir(label)?;
                 let mut config =
                     self.relay_config(&dir, stream.url(), relay::free_port().await?, targets);
@@ -309,15 +309,24 @@ impl<'a> Bench<'a> {
                 relay.nats = nats;
                 Running::Relay(Box::new(relay))
             }
-            Pipe::SledFloor => {
+            (Pipe::SledFloor, Some(exe)) => {
                 let dir = self.dir(label)?;
                 let urls: Vec<String> = targets.into_iter().map(|t| t.url).collect();
-                let floor =
-                    RelayProcess::spawn_floor(&dir, &stream.url(), &urls, self.opts.concurrency)
-                        .await?;
+                let floor = RelayProcess::spawn_floor(
+                    &exe,
+                    &dir,
+                    &stream.url(),
+                    &urls,
+                    self.opts.concurrency,
+                )
+                .await?;
                 Running::Relay(Box::new(floor))
             }
-            Pipe::Ceiling => {
+            (Pipe::Ceiling | Pipe::SledFloor, _) => {
+                let keep = match pipe {
+                    Pipe::SledFloor => Keep::Sled(self.dir(label)?),
+                    _ => Keep::Nothing,
+                };
                 let stats = Arc::new(ForwardStats::default());
                 let urls = targets.into_iter().map(|t| t.url).collect();
                 let task = ceiling::spawn(
@@ -325,7 +334,7 @@ impl<'a> Bench<'a> {
                     urls,
                     self.opts.concurrency,
                     stats.clone(),
-                    Keep::Nothing,
+                    keep,
                 );
                 Running::Ceiling(task, stats)
             }
