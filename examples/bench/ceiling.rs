@@ -83,7 +83,7 @@ pub fn floor_process(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// The targets' URLs, each with its `concurrency` permits.
-type Lanes = Arc<Vec<(reqwest::Url, Arc<Semaphore>)>>;
+type Lanes = Vec<(reqwest::Url, Arc<Semaphore>)>;
 
 /// Connect to `stream_url` and forward until the stream closes; then wait for the
 /// requests in flight. The task's result is an error only if it could not connect or the
@@ -101,12 +101,10 @@ pub fn spawn(
             .build()?;
         let (mut ws, _) =
             tokio_tungstenite::connect_async(format!("{stream_url}?api_key=bench")).await?;
-        let lanes: Lanes = Arc::new(
-            targets
-                .iter()
-                .map(|t| Ok((t.parse()?, Arc::new(Semaphore::new(concurrency)))))
-                .collect::<anyhow::Result<_>>()?,
-        );
+        let lanes: Lanes = targets
+            .iter()
+            .map(|t| Ok((t.parse()?, Arc::new(Semaphore::new(concurrency)))))
+            .collect::<anyhow::Result<_>>()?;
         let sender = Sender {
             client,
             lanes,
@@ -142,7 +140,7 @@ pub fn spawn(
     })
 }
 
-/// One target's requests: the client, the lanes, the counters.
+/// The requests to every target: the client, each target's lane, the counters.
 struct Sender {
     client: reqwest::Client,
     lanes: Lanes,

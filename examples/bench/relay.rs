@@ -108,32 +108,15 @@ impl RelayProcess {
     pub async fn spawn(bin: &Path, dir: &Path, config: &RelayConfig) -> anyhow::Result<Self> {
         let path = dir.join("badger-relay.toml");
         std::fs::write(&path, config.toml())?;
-        let log = dir.join("relay.log");
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .arg("run")
             .arg("-c")
             .arg(&path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let pid = child
-            .id()
-            .ok_or_else(|| anyhow!("the relay exited at once"))?;
-        Ok(RelayProcess {
-            nats: None,
-            child,
-            pid,
-            log,
-            metrics_url: format!("http://{}/metrics", config.server),
-        })
+            .env("RUST_LOG", "info");
+        let metrics_url = format!("http://{}/metrics", config.server);
+        Self::start(command, &dir.join("relay.log"), metrics_url)
+            .with_context(|| format!("cannot start {}", bin.display()))
     }
 
     /// The floor with sled (`exe sled-floor`, the bench binary) in `dir`, forwarding
@@ -145,29 +128,36 @@ impl RelayProcess {
         targets: &[String],
         concurrency: usize,
     ) -> anyhow::Result<Self> {
-        let log = dir.join("floor.log");
-        let log_file = std::fs::File::create(&log)?;
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .arg("sled-floor")
             .arg(dir)
             .arg(stream_url)
             .arg(concurrency.to_string())
-            .args(targets)
+            .args(targets);
+        Self::start(command, &dir.join("floor.log"), String::new())
+            .context("cannot start the sled floor")
+    }
+
+    /// Start `command` with its output appended to `log`.
+    fn start(mut command: Command, log: &Path, metrics_url: String) -> anyhow::Result<Self> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let child = command
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .kill_on_drop(true)
-            .spawn()
-            .context("cannot start the sled floor")?;
-        let pid = child
-            .id()
-            .ok_or_else(|| anyhow!("the sled floor exited at once"))?;
+            .spawn()?;
+        let pid = child.id().ok_or_else(|| anyhow!("it exited at once"))?;
         Ok(RelayProcess {
             nats: None,
             child,
             pid,
-            log,
-            metrics_url: String::new(),
+            log: log.to_path_buf(),
+            metrics_url,
         })
     }
 

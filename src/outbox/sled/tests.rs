@@ -647,6 +647,16 @@ fn three_targets() -> Vec<(&'static str, String)> {
     ["x", "y", "z"].map(|t| (t, "k".to_string())).to_vec()
 }
 
+/// A new store holding one event (`{}`) for targets x, y and z, and its seq.
+fn one_event_for_three_targets() -> (tempfile::TempDir, Outbox, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Outbox::open(dir.path()).unwrap();
+    let (seq, _) = store
+        .enqueue(&body("{}"), &three_targets(), DAY, 0)
+        .unwrap();
+    (dir, store, seq)
+}
+
 #[test]
 fn an_event_for_several_targets_stores_its_body_once_and_the_last_delivery_removes_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -821,11 +831,7 @@ fn targets_finishing_the_same_events_at_once_leave_no_body_behind() {
 /// shared body is missing" for deliveries that had been made.
 #[test]
 fn a_record_read_back_after_its_event_was_completed_is_done_not_unreadable() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Outbox::open(dir.path()).unwrap();
-    let (seq, _) = store
-        .enqueue(&body("{}"), &three_targets(), DAY, 0)
-        .unwrap();
+    let (_dir, store, seq) = one_event_for_three_targets();
     let db = store.db().unwrap();
     let k = key(State::Pending, "x", seq);
     let read_before = db.get(&k).unwrap().unwrap();
@@ -843,11 +849,7 @@ fn a_record_read_back_after_its_event_was_completed_is_done_not_unreadable() {
 
 #[test]
 fn a_shared_record_without_its_body_is_unreadable_not_an_empty_delivery() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Outbox::open(dir.path()).unwrap();
-    let (seq, _) = store
-        .enqueue(&body("{}"), &three_targets(), DAY, 0)
-        .unwrap();
+    let (_dir, store, seq) = one_event_for_three_targets();
     let db = store.db().unwrap();
     assert!(Admin::verify(&store).unwrap().unreadable.is_empty());
     db.remove(super::keys::body_key(seq)).unwrap();
