@@ -38,6 +38,7 @@
 //! `server` serves `/healthz`, `/readyz`, `/metrics` and `/ingest`.
 
 // The binary's surface: `main` runs these.
+pub mod allocator;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use badger_relay::allocator::return_freed_memory_at_once;
 use badger_relay::config::Config;
 use badger_relay::telemetry::{self, LogFormat};
 use badger_relay::{cli, shutdown};
@@ -16,21 +17,6 @@ use badger_relay::{cli, shutdown};
 /// Built without transparent huge pages (`no_thp`): with them, the idle RSS was 4x larger.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's `mi_option_purge_delay` (its place in `mi_option_e` of mimalloc 2 and 3;
-/// the crate does not export it, "for stability reasons").
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Give memory back to the system as soon as it is freed, not a second later (mimalloc
-/// 3's default). sled seals a 512 KiB log buffer every few hundred writes and frees it on
-/// one of its IO threads once written; in a burst, a second's worth of freed buffers and
-/// node copies stayed resident: peak RSS of a 50,000-event burst 221-286 MiB with the
-/// default, 147-186 MiB with this (BENCHMARKS.md, change 10). It costs CPU only at full
-/// load, where the purges are many.
-fn return_freed_memory_at_once() {
-    // SAFETY: sets an integer option of the allocator; any value is valid for it.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
-}
 
 #[derive(Parser)]
 #[command(
@@ -275,6 +261,7 @@ async fn wait_for_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use badger_relay::allocator::MI_OPTION_PURGE_DELAY;
 
     /// Resident set of this process, KiB.
     fn rss_kib() -> u64 {

@@ -774,6 +774,58 @@ async fn a_dead_letter_of_an_event_for_two_targets_is_retried_with_its_body() {
     assert_eq!(audit.delivered_bodies(), vec![frame]);
 }
 
+/// `outbox purge --target T` deletes T's pending deliveries, prints the count and leaves
+/// every other target's: here the other delivery of the same event, whose body the two
+/// shared, is still sent byte for byte after a restart.
+#[tokio::test]
+async fn purging_one_target_keeps_the_other_targets_delivery_of_the_same_event() {
+    let stream = StreamServer::start().await;
+    let (orders, audit) = (Receiver::start().await, Receiver::start().await);
+    for down in [&orders, &audit] {
+        down.respond(503, &[], "down");
+    }
+    // Their retries wait a few seconds: the relay is stopped before, and after the
+    // restart audit's comes soon.
+    let later = "retry = { initial = \"3s\", max = \"3s\" }";
+    let cfg = RelayConfig::new(&stream)
+        .http_target("orders", &orders, later)
+        .http_target("audit", &audit, later)
+        .route(route("all").targets(&["orders", "audit"]))
+        .tail(&server_table(None));
+    let mut relay = Relay::start_connected(&cfg, &stream).await;
+    let frame = stream.send_event(&tweet_event("66201"));
+    orders.wait_for_requests(1, DEADLINE).await;
+    audit.wait_for_requests(1, DEADLINE).await;
+    relay.terminate();
+    assert_eq!(relay.wait_exit(SIGTERM_DEADLINE).await.code(), Some(0));
+    let stats = outbox_stats(&relay).await;
+    assert_eq!(
+        (stats.get("orders"), stats.get("audit")),
+        (Some(&(1, 0)), Some(&(1, 0)))
+    );
+
+    let purged = outbox(&relay, &["purge", "--target", "orders"]).await;
+    purged.assert_code(0);
+    assert!(purged.stdout.contains('1'), "{}", purged.all());
+    let stats = outbox_stats(&relay).await;
+    assert_eq!(
+        (stats.get("orders"), stats.get("audit")),
+        (Some(&(0, 0)), Some(&(1, 0))),
+        "only orders' delivery went"
+    );
+    let verified = outbox(&relay, &["verify"]).await;
+    verified.assert_code(0);
+
+    audit.always_ok();
+    relay.restart_connected(&stream).await;
+    let reqs = audit.wait_for_requests(2, DEADLINE).await;
+    assert_eq!(reqs[1].body_str(), frame);
+    relay.terminate();
+    assert_eq!(relay.wait_exit(SIGTERM_DEADLINE).await.code(), Some(0));
+    assert_eq!(orders.requests().len(), 1, "nothing more to orders");
+    assert_eq!(outbox_stats(&relay).await.get("audit"), Some(&(0, 0)));
+}
+
 #[tokio::test]
 async fn a_dead_letter_is_listed_retried_and_delivered_after_restart() {
     let stream = StreamServer::start().await;

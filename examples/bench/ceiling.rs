@@ -55,9 +55,7 @@ pub fn floor_process(args: &[String]) -> anyhow::Result<()> {
     let [dir, stream_url, concurrency, targets @ ..] = args else {
         anyhow::bail!("usage: bench sled-floor DIR STREAM_URL CONCURRENCY TARGET_URL...");
     };
-    // The relay's allocator setting (`src/main.rs`): freed memory is returned at once.
-    // SAFETY: sets an integer option of the allocator (15: `mi_option_purge_delay`).
-    unsafe { libmimalloc_sys::mi_option_set(15, 0) };
+    badger_relay::allocator::return_freed_memory_at_once();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
